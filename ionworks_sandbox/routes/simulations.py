@@ -1,0 +1,176 @@
+"""/simulations: protocol simulations (single and DOE batch) run by the job workers with PyBaMM."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import RedirectResponse
+
+from ..errors import ApiError, not_found, unprocessable
+from ..handlers import SIMULATION
+from ..jobs import TERMINAL
+from .deps import Caller, Objects, Records, owned, project_of
+from .jobs import Runner
+from .models import resolve_model
+from .protocols import template_of
+
+router = APIRouter()
+_STATES = {"pending": "queued", "running": "running", "completed": "completed", "failed": "failed", "canceled": "canceled"}
+
+
+def _runs(body: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    """``(experiment_parameters, design_parameters)`` for every simulation the request expands to."""
+    from ..compute.doe import expand_doe
+
+    base = dict((body.get("experiment_parameter_sets") or [{}])[0] or {})
+    conditions = body.get("conditions")
+    try:
+        if conditions:
+            return [
+                ({**base, **(c.get("experiment_parameters") or {})}, dict(c.get("design_parameters") or {}))
+                for c in conditions
+            ]
+        designs = expand_doe(body.get("design_parameters_doe"), None, seed=body.get("seed", 0))
+    except (ValueError, TypeError) as exc:
+        raise unprocessable(f"design_parameters_doe: {exc}", {"field": "design_parameters_doe"}) from exc
+    return [(base, design) for design in designs] or [(base, {})]
+
+
+def _view(record: dict[str, Any], runner: Runner) -> dict[str, Any]:
+    job = runner.get(record["job_id"])
+    done = job["status"] == "completed"
+    output = job.get("output") or {}
+    return {
+        **record,
+        "simulation_id": record["id"],
+        "status": _STATES[job["status"]],
+        "error": job.get("error"),
+        "is_terminal": job["status"] in TERMINAL,
+        "storage_folder": output.get("storage_folder") if done else None,
+        "metrics": output.get("metrics") if done else None,
+        "termination": output.get("termination"),
+    }
+
+
+@router.post("/simulations/with-template/batch")
+def create_simulations(body: dict[str, Any], caller: Caller, store: Records, runner: Runner) -> list[dict[str, Any]]:
+    from ..compute.ucp import find_input_references
+
+    template = template_of(store, caller, body.get("experiment_template_id"))
+    project = project_of(store, caller, body.get("project_id") or template.get("project_id"))
+    model = resolve_model(body.get("parameterized_model"), store, caller)
+    runs = _runs(body)
+    inputs = find_input_references(template["source_protocol"])
+    for experiment_parameters, _ in runs:
+        missing = [name for name in inputs if name not in experiment_parameters]
+        if missing:
+            raise unprocessable(
+                f"experiment_parameters: the protocol needs input {missing[0]!r} but it was not given",
+                {"field": "experiment_parameters", "missing": missing},
+            )
+    created = []
+    for experiment_parameters, design_parameters in runs:
+        simulation_id = str(uuid.uuid4())
+        job = runner.submit(
+            "simulate",
+            SIMULATION,
+            {
+                "model": model,
+                "protocol": template["source_protocol"],
+                "experiment_parameters": experiment_parameters,
+                "design_parameters": design_parameters,
+                "extra_variables": body.get("extra_variables"),
+                "storage_folder": f"simulations/{simulation_id}",
+            },
+            org_id=caller.org_id,
+        )
+        store.insert(
+            "simulation",
+            {
+                "name": template["name"],
+                "job_id": job["id"],
+                "project_id": project["id"],
+                "protocol_id": template["id"],
+                "experiment_template_id": template["id"],
+                "parameterized_model_id": body["parameterized_model"] if isinstance(body.get("parameterized_model"), str) else None,
+                "parameterized_model": model,
+                "experiment_parameters": experiment_parameters,
+                "design_parameters": design_parameters,
+                "study_id": body.get("study_id"),
+            },
+            org_id=caller.org_id,
+            project_id=project["id"],
+            id=simulation_id,
+        )
+        created.append({"simulation_id": simulation_id, "job_id": job["id"], "protocol_id": template["id"]})
+    return created
+
+
+@router.get("/simulations")
+def list_simulations(
+    caller: Caller,
+    store: Records,
+    runner: Runner,
+    parameterized_model_id: str | None = None,
+    study_id: str | None = None,
+    experiment_template_id: str | None = None,
+    state: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    if not (parameterized_model_id or study_id or experiment_template_id):
+        raise ApiError(400, "BAD_REQUEST", "Give parameterized_model_id, study_id or experiment_template_id")
+    wanted = {"parameterized_model_id": parameterized_model_id, "study_id": study_id, "experiment_template_id": experiment_template_id}
+    records = [
+        r for r in store.list("simulation", org_id=caller.org_id)
+        if all(value is None or r.get(key) == value for key, value in wanted.items())
+    ]
+    views = [v for v in (_view(r, runner) for r in records) if state is None or v["status"] == state]
+    return {"simulations": views[offset : offset + limit], "model_scalar_parameters": {}, "total": len(views)}
+
+
+@router.get("/simulations/{simulation_id}")
+def get_simulation(simulation_id: str, caller: Caller, store: Records, runner: Runner) -> dict[str, Any]:
+    return _view(owned(store, caller, "simulation", simulation_id, "Simulation"), runner)
+
+
+def _download(simulation_id: str, name: str, caller: Caller, store: Records, storage: Objects, runner: Runner) -> RedirectResponse:
+    view = _view(owned(store, caller, "simulation", simulation_id, "Simulation"), runner)
+    if not view["storage_folder"]:
+        raise not_found("Simulation result", simulation_id)
+    return RedirectResponse(storage.signed_url(f"{view['storage_folder']}/{name}"), status_code=307)
+
+
+@router.get("/simulations/{simulation_id}/time_series/download")
+def download_time_series(simulation_id: str, caller: Caller, store: Records, storage: Objects, runner: Runner) -> RedirectResponse:
+    return _download(simulation_id, "time_series.parquet", caller, store, storage, runner)
+
+
+@router.get("/simulations/{simulation_id}/steps/download")
+def download_steps(simulation_id: str, caller: Caller, store: Records, storage: Objects, runner: Runner) -> RedirectResponse:
+    return _download(simulation_id, "steps.parquet", caller, store, storage, runner)
+
+
+@router.post("/simulations/statuses")
+def simulation_statuses(body: dict[str, Any], caller: Caller, store: Records, runner: Runner) -> list[dict[str, Any]]:
+    statuses = []
+    for simulation_id in (body.get("simulation_ids") or [])[:1000]:
+        record = store.find("simulation", simulation_id, org_id=caller.org_id)
+        if record is None:
+            continue
+        job = runner.get(record["job_id"])
+        statuses.append(
+            {"simulation_id": simulation_id, "status": job["status"], "error": job.get("error"),
+             "error_code": job.get("error_code"), "updated_at": job["updated_at"]}
+        )
+    return statuses[: body.get("limit") or None]
+
+
+@router.delete("/simulations/{simulation_id}")
+def delete_simulation(simulation_id: str, caller: Caller, store: Records, storage: Objects, runner: Runner) -> None:
+    record = owned(store, caller, "simulation", simulation_id, "Simulation")
+    runner.delete(record["job_id"])
+    storage.delete_prefix(f"simulations/{simulation_id}")
+    store.delete("simulation", simulation_id)
