@@ -1,0 +1,149 @@
+"""Calling the synchronous Ionworks client: typed error translation, Retry-After, worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import requests
+from ionworks.errors import IonworksError
+
+from .exceptions import IonworksNotFound, IonworksPrefectError, IonworksRequestError, IonworksTransientError
+
+T = TypeVar("T")
+_log = logging.getLogger("ionworks_prefect")
+
+#: Longest Retry-After honoured before handing the retry to Prefect's backoff.
+MAX_RETRY_AFTER_SECONDS = 60.0
+TRANSIENT_STATUS = frozenset({408, 425, 429})
+#: 5xx answers that say the server will never do this, so retrying cannot help.
+PERMANENT_SERVER_STATUS = frozenset({501, 505})
+_TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                     requests.exceptions.ChunkedEncodingError)
+
+
+def is_transient_status(status: int | None) -> bool:
+    """True for HTTP statuses worth retrying: 408, 425, 429 and 5xx other than 501 and 505.
+
+    Example:
+        >>> is_transient_status(503), is_transient_status(404), is_transient_status(501)
+        (True, False, False)
+    """
+    if status is None:
+        return False
+    return status in TRANSIENT_STATUS or (status >= 500 and status not in PERMANENT_SERVER_STATUS)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form), capped; None when absent or unparseable.
+
+    Example:
+        >>> parse_retry_after("2")
+        2.0
+    """
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return None if seconds is None or seconds < 0 else min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
+def _http_response(exc: BaseException) -> requests.Response | None:
+    """The HTTP response behind a client error; the client raises ``from None`` but keeps ``__context__``."""
+    context = exc.__context__
+    return getattr(context, "response", None) if isinstance(context, requests.RequestException) else None
+
+
+def _is_transport_failure(exc: IonworksError) -> bool:
+    if isinstance(exc.__context__, _TRANSPORT_ERRORS):
+        return True
+    text = str(exc.message)
+    return exc.status_code is None and text.startswith(("Error during request to", "Failed to upload to signed URL"))
+
+
+def translate_error(exc: BaseException, action: str) -> IonworksPrefectError | None:
+    """Map a client/transport exception to a typed error, or None when it is not an API failure.
+
+    ``action`` names what was being done ("submit pipeline"); it leads the message, followed by the
+    server's own message.
+
+    Example:
+        >>> translate_error(IonworksError("busy", status_code=503), "get pipeline").status_code
+        503
+    """
+    if isinstance(exc, IonworksPrefectError):
+        return exc
+    if isinstance(exc, IonworksError):
+        message = exc.message if isinstance(exc.message, str) else repr(exc.message)
+        if is_transient_status(exc.status_code) or _is_transport_failure(exc):
+            response = _http_response(exc)
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
+            return IonworksTransientError(message, status_code=exc.status_code, error_code=exc.error_code,
+                                          retry_after=retry_after, action=action)
+        kind = IonworksNotFound if exc.status_code == 404 else IonworksRequestError
+        return kind(message, status_code=exc.status_code, error_code=exc.error_code, action=action)
+    if isinstance(exc, (requests.RequestException, httpx.TransportError)):
+        return IonworksTransientError(f"{type(exc).__name__}: {exc}", action=action)
+    return None
+
+
+def error_from_http_response(response: httpx.Response, action: str) -> IonworksPrefectError:
+    """Build the typed error for a non-2xx ``httpx`` response, parsing the body as the official client does.
+
+    Example:
+        >>> error_from_http_response(httpx.Response(404, json={"detail": "gone"}), "get").status_code
+        404
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error_code" in body:
+        payload: Any = body
+    elif isinstance(body, dict):
+        payload = body.get("detail", response.reason_phrase)
+    else:
+        payload = response.text or response.reason_phrase
+    error = translate_error(IonworksError(payload, status_code=response.status_code), action)
+    if isinstance(error, IonworksTransientError):
+        error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return error
+
+
+def call(action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one client call, raising typed errors; sleeps a 429's Retry-After before raising the retryable error.
+
+    Example:
+        >>> call("health check", client.health_check)
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (IonworksError, requests.RequestException) as exc:
+        error = translate_error(exc, action)
+        if isinstance(error, IonworksTransientError) and error.retry_after:
+            time.sleep(error.retry_after)
+        raise error from exc
+
+
+async def acall(action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Async twin of :func:`call`: the blocking client call runs in the default worker-thread pool.
+
+    Example:
+        >>> await acall("get pipeline", client.pipeline.get, pipeline_id)
+    """
+    return await asyncio.to_thread(call, action, fn, *args, **kwargs)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a flow or task run, else the package logger."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return _log

@@ -1,0 +1,102 @@
+"""The Ionworks credentials block."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+from ionworks import Ionworks
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+DEFAULT_API_URL = "https://api.ionworks.com"
+
+
+def _api_url_from_environment() -> str:
+    return os.environ.get("IONWORKS_API_URL") or DEFAULT_API_URL
+
+
+class IonworksCredentials(CredentialsBlock):
+    """Credentials and endpoint for the Ionworks API.
+
+    Fields left unset fall back to the environment variables the official client reads:
+    ``IONWORKS_API_KEY``, ``IONWORKS_API_TOKEN``, ``IONWORKS_API_URL``, ``IONWORKS_PROJECT_ID`` and
+    ``IONWORKS_ORGANIZATION_ID``.
+
+    Example:
+        Load saved credentials and talk to Ionworks:
+        ```python
+        from ionworks_prefect import IonworksCredentials
+
+        credentials = IonworksCredentials.load("BLOCK_NAME")
+        client = credentials.get_client()
+        print(client.health_check())
+        ```
+    """
+
+    _block_type_name = "Ionworks Credentials"
+    _description = "Credentials and endpoint for the Ionworks battery-modelling API."
+    _logo_url = "https://app.ionworks.com/ionworks-logo-square.png"
+    _documentation_url = "https://docs.ionworks.com"
+
+    api_key: Optional[SecretStr] = Field(
+        default=None,
+        title="API key",
+        description="Ionworks API key, sent as X-API-Key. Falls back to IONWORKS_API_KEY.",
+    )
+    token: Optional[SecretStr] = Field(
+        default=None,
+        title="Bearer token",
+        description="Bearer token used instead of an API key. Falls back to IONWORKS_API_TOKEN.",
+    )
+    api_url: str = Field(
+        default_factory=_api_url_from_environment,
+        title="API URL",
+        description=f"Base URL of the Ionworks API. Defaults to IONWORKS_API_URL, else {DEFAULT_API_URL}.",
+    )
+    project_id: Optional[str] = Field(
+        default=None,
+        title="Project ID",
+        description="Default Ionworks project. Falls back to IONWORKS_PROJECT_ID.",
+    )
+    organization_id: Optional[str] = Field(
+        default=None,
+        title="Organization ID",
+        description="Organization to scope requests to. Falls back to IONWORKS_ORGANIZATION_ID.",
+    )
+    timeout: Optional[int] = Field(
+        default=None,
+        title="Request timeout",
+        description="Timeout in seconds for each JSON request; the client default is 10 seconds.",
+    )
+
+    def get_client(self) -> Ionworks:
+        """Return a new configured ``ionworks.Ionworks`` client.
+
+        Example:
+            >>> client = IonworksCredentials(api_key="key").get_client()
+        """
+        return Ionworks(
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            token=self.token.get_secret_value() if self.token else None,
+            api_url=self.api_url,
+            project_id=self.project_id,
+            organization_id=self.organization_id,
+            timeout=self.timeout,
+        )
+
+
+CredentialsArg = Union[IonworksCredentials, str, None]
+
+
+def resolve_credentials(credentials: CredentialsArg) -> IonworksCredentials:
+    """Turn a task's ``credentials`` argument into a block: a block as is, a saved block's name, or the environment.
+
+    Example:
+        >>> client = resolve_credentials("ionworks-prod").get_client()
+    """
+    if isinstance(credentials, IonworksCredentials):
+        return credentials
+    if isinstance(credentials, str):
+        return IonworksCredentials.load(credentials, _sync=True)
+    return IonworksCredentials()
