@@ -1,0 +1,313 @@
+"""Ionworks pipelines: idempotent submission, async waiting, typed results.
+
+Idempotency: a submission's content hash (prepared config incl. data ids, name, description, options and
+project) is written into the pipeline description as ``[ionworks-prefect:<hash12>]``. Before creating, the
+project's pipelines are searched for that marker (``description=ilike.%...%``); a pending, running or completed
+match is reattached instead of submitting again. After creating, duplicates left by a retried or racing
+submission are deleted, keeping the earliest. Failed or canceled matches are ignored, so a resubmission runs
+again. ``force=True`` always submits (its marker differs, so later lookups still find the original).
+On top, the submit task's Prefect cache (key: config fingerprint + target) skips even the lookup for a day;
+a cached :class:`PipelineRun` carries the status at submission, so wait on it for the current one.
+Limits: the marker is visible in the description; a description edited to drop it loses the link; the
+search sees the first 100 matches; a pipeline deleted in Ionworks is still returned by the cache that day.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional
+
+from ionworks import Ionworks
+from prefect.cache_policies import INPUTS, CachePolicy
+from prefect.context import TaskRunContext
+
+from ._calls import acall, call, run_logger
+from .credentials import CredentialsArg, resolve_credentials
+from .events import emit_pipeline_finished
+from .exceptions import InvalidPipelineConfig, PipelineCanceled, PipelineFailed, ResultNotReady
+from .measurements import CellArg
+from .pipeline_config import (
+    HASH_TAG_PREFIX,
+    PipelineConfig,
+    config_dict,
+    config_fingerprint,
+    config_hash,
+    hash_tag,
+    prepare_pipeline,
+    referenced_measurements,
+)
+from .results import ElementSummary, PipelineResult, PipelineRun
+from .retries import ionworks_task
+from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+
+DONE_ELEMENT_STATUSES = frozenset({"completed", "skipped"})
+
+
+def run_from_record(record: dict[str, Any], *, url: str | None = None, config_hash: str | None = None,
+                    reattached: bool = False) -> PipelineRun:
+    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline)."""
+    return PipelineRun(
+        id=record["id"], name=record.get("name"), description=record.get("description"),
+        status=record["status"], error=record.get("error"), is_terminal=record["is_terminal"],
+        is_failed=record["is_failed"], created_at=record.get("created_at"), updated_at=record.get("updated_at"),
+        url=url, config_hash=config_hash, reattached=reattached,
+    )
+
+
+def _url(client: Ionworks, pipeline_id: str) -> str | None:
+    try:
+        return client.urls.pipeline(pipeline_id)
+    except Exception:  # noqa: BLE001 - a link is optional
+        return None
+
+
+def _matches(resource: Any, digest: str, project_id: str | None) -> list[Any]:
+    """Unfailed pipelines carrying this submission's marker, earliest first."""
+    page = call("list pipelines", resource.list, project_id=project_id,
+                description=f"ilike.%{HASH_TAG_PREFIX}{digest[:12]}%", order_by="created_at", order="asc", limit=100)
+    tag = hash_tag(digest)
+    return [p for p in page if tag in (p.description or "") and not p.is_failed]
+
+
+def _keep_earliest(resource: Any, digest: str, project_id: str | None) -> Any | None:
+    """The earliest unfailed pipeline with this marker; later duplicates (from retries or races) are removed."""
+    matches = _matches(resource, digest, project_id)
+    for duplicate in matches[1:]:
+        _discard(resource, duplicate.id)
+    return matches[0] if matches else None
+
+
+def _discard(resource: Any, pipeline_id: str) -> None:
+    for action, fn in (("cancel pipeline", resource.cancel), ("delete pipeline", resource.delete)):
+        try:
+            call(action, fn, pipeline_id)
+        except Exception as exc:  # noqa: BLE001 - cleanup is best effort
+            run_logger().warning("Could not %s %s: %s", action.split()[0], pipeline_id, exc)
+
+
+def submit_prepared(
+    client: Ionworks,
+    prepared: dict[str, Any],
+    *,
+    project_id: str | None = None,
+    force: bool = False,
+    simple: bool = False,
+) -> PipelineRun:
+    """Submit a prepared config once (see the module docstring); returns the new or reattached pipeline.
+
+    ``simple=True`` submits a simple pipeline (``client.simple_pipeline``) under the same rules.
+
+    Example:
+        >>> run = submit_prepared(client, prepare_pipeline(config, client=client))
+    """
+    resource = client.simple_pipeline if simple else client.pipeline
+    link = (lambda _: None) if simple else (lambda pid: _url(client, pid))
+    project = project_id or prepared.get("project_id") or client.project_id
+    body = {k: v for k, v in prepared.items() if k != "project_id"}
+    digest = config_hash({**body, "simple": simple}, project)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # simple pipelines are deprecated upstream
+        if not force and (existing := _keep_earliest(resource, digest, project)) is not None:
+            return run_from_record(existing.model_dump(), url=link(existing.id), config_hash=digest, reattached=True)
+        marker = hash_tag(digest) if not force else f"[{HASH_TAG_PREFIX}{digest[:12]} forced {uuid.uuid4().hex[:8]}]"
+        description = " ".join(p for p in (body.pop("description", None), marker) if p)
+        try:
+            created = call("submit pipeline", resource.create, body, project_id=project, description=description)
+        except ValueError as exc:
+            raise InvalidPipelineConfig(str(exc)) from exc
+        keep = created if force else (_keep_earliest(resource, digest, project) or created)
+    return run_from_record(keep.model_dump(), url=link(keep.id), config_hash=digest, reattached=keep.id != created.id)
+
+
+@dataclass
+class SubmissionCache(CachePolicy):
+    """Cache key of a submission: config fingerprint (local data by content) + target server and project.
+
+    No key (no caching) when ``force=True``.
+    """
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> Optional[str]:
+        if inputs.get("force"):
+            return None
+        block = resolve_credentials(inputs.get("credentials"))
+        target = f"{block.api_url}|{inputs.get('project_id') or block.project_id or ''}"
+        parts = {k: inputs.get(k) for k in ("name", "description", "options", "cell")}
+        return config_fingerprint({"config": inputs["config"], "target": target, **parts}, inputs.get("base_dir"))
+
+
+@ionworks_task(
+    name="Submit Ionworks pipeline",
+    description="Submit a pipeline once per distinct content; reattaches to an identical earlier submission.",
+    cache_policy=SubmissionCache(),
+    cache_expiration=timedelta(days=1),
+)
+def submit_pipeline(
+    config: PipelineConfig,
+    credentials: CredentialsArg = None,
+    *,
+    base_dir: str | Path | None = None,
+    cell: CellArg | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    options: dict[str, Any] | None = None,
+    project_id: str | None = None,
+    force: bool = False,
+) -> PipelineRun:
+    """Submit a pipeline (``ionworks_schema.Pipeline`` or dict) idempotently; see :func:`prepare_pipeline`.
+
+    Example:
+        >>> run = submit_pipeline(pipeline, base_dir="/data/run-42", cell="1c4f...")
+    """
+    client = resolve_credentials(credentials).get_client()
+    overrides = {"name": name, "description": description, "options": options}
+    merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
+    run = submit_prepared(client, prepared, project_id=project_id, force=force)
+    run_logger().info("Ionworks pipeline %s %s: %s", run.id, "reattached" if run.reattached else "submitted",
+                          run.url or run.id)
+    return run
+
+
+async def _pipeline_snapshot(reader: StatusReader, pipeline_id: str) -> Snapshot:
+    record = await reader.get_json(f"/pipelines/{pipeline_id}", "get pipeline")
+    snapshot = Snapshot(status=record["status"], is_terminal=record["is_terminal"], is_failed=record["is_failed"],
+                        raw=record)
+    if not snapshot.is_terminal:
+        elements = await reader.get_json(f"/pipelines/{pipeline_id}/elements", "list pipeline elements")
+        costs = [(e.get("progress") or {}).get("best_cost") for e in elements]
+        snapshot.total = len(elements)
+        snapshot.completed = sum(e.get("status") in DONE_ELEMENT_STATUSES for e in elements)
+        snapshot.best_cost = min((c for c in costs if c is not None), default=None)
+    return snapshot
+
+
+def raise_for_failure(run: PipelineRun, label: str = "Pipeline") -> None:
+    """Raise :class:`PipelineCanceled` or :class:`PipelineFailed` for a failed terminal run."""
+    if run.is_failed:
+        kind = PipelineCanceled if run.status == "canceled" else PipelineFailed
+        detail = f": {run.error}" if run.error else ""
+        raise kind(f"{label} {run.id} {run.status}{detail}", resource_id=run.id, status=run.status, error=run.error)
+
+
+async def await_pipeline(
+    client: Ionworks,
+    pipeline_id: str,
+    *,
+    max_wait_seconds: float,
+    schedule: PollSchedule,
+    measurement_ids: list[str] | None = None,
+    config_hash: str | None = None,
+) -> PipelineRun:
+    """Wait for a pipeline without raising on failure; emits the completion event."""
+    reader = StatusReader(client)
+    final = await wait_until_terminal(
+        f"Ionworks pipeline {pipeline_id}", pipeline_id,
+        lambda: _pipeline_snapshot(reader, pipeline_id),
+        cancel=lambda: client.pipeline.cancel(pipeline_id),
+        max_wait_seconds=max_wait_seconds, schedule=schedule,
+    )
+    run = run_from_record(final.raw, url=_url(client, pipeline_id), config_hash=config_hash)
+    emit_pipeline_finished(client.api_url, run, measurement_ids or [])
+    return run
+
+
+@ionworks_task(
+    name="Wait for Ionworks pipeline",
+    description="Poll a pipeline until it finishes, with a progress artifact; cancels it if the run is cancelled.",
+)
+async def wait_for_pipeline(
+    pipeline_id: str,
+    credentials: CredentialsArg = None,
+    *,
+    max_wait_seconds: float = 3600.0,
+    poll_schedule: PollSchedule = PollSchedule(),
+    raise_on_failure: bool = True,
+) -> PipelineRun:
+    """Wait until the pipeline is terminal; raises :class:`PipelineFailed`/:class:`PipelineCanceled`/:class:`WaitTimedOut`.
+
+    Example:
+        >>> final = await wait_for_pipeline(run.id, max_wait_seconds=900)
+    """
+    client = resolve_credentials(credentials).get_client()
+    run = await await_pipeline(client, pipeline_id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule)
+    if raise_on_failure:
+        raise_for_failure(run)
+    return run
+
+
+def _element_summary(name: str, raw: Any, element: dict[str, Any]) -> ElementSummary:
+    raw = raw if isinstance(raw, dict) else {}
+    cost = raw.get("cost", raw.get("fun"))
+    if cost is None:
+        cost = (element.get("progress") or {}).get("best_cost")
+    return ElementSummary(name=name, element_type=element.get("element_type"), status=element.get("status"),
+                          job_id=element.get("job_id"), cost=cost, parameter_values=raw.get("parameter_values") or {})
+
+
+def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
+    """Read a completed pipeline's results (raises :class:`ResultNotReady` otherwise)."""
+    record = call("get pipeline", client.get, f"/pipelines/{pipeline_id}")
+    run = run_from_record(record)
+    raise_for_failure(run)
+    if run.status != "completed":
+        raise ResultNotReady(f"Pipeline {pipeline_id} is {run.status}; its result is not available yet")
+    response = call("get pipeline result", client.get, f"/pipelines/{pipeline_id}/result")
+    elements = {e["name"]: e for e in call("list pipeline elements", client.get, f"/pipelines/{pipeline_id}/elements")}
+    element_results = response.get("element_results") or {}
+    return PipelineResult(
+        pipeline_id=pipeline_id,
+        parameter_values=(response.get("result") or {}).get("parameter_values") or {},
+        element_results=element_results,
+        elements={n: _element_summary(n, element_results.get(n), elements.get(n, {})) for n in elements},
+        completed_at=record.get("updated_at"),
+    )
+
+
+@ionworks_task(
+    name="Fetch Ionworks pipeline result",
+    description="Read the parameter values and element results of a completed pipeline.",
+    cache_policy=INPUTS - "credentials",
+)
+def fetch_pipeline_result(pipeline_id: str, credentials: CredentialsArg = None) -> PipelineResult:
+    """Fetch a completed pipeline's result (cached: a finished result never changes).
+
+    Example:
+        >>> result = fetch_pipeline_result(run.id)
+    """
+    return read_result(resolve_credentials(credentials).get_client(), pipeline_id)
+
+
+@ionworks_task(
+    name="Run Ionworks pipeline",
+    description="Prepare, submit (idempotently), wait for and fetch a pipeline.",
+)
+async def run_pipeline(
+    config: PipelineConfig,
+    credentials: CredentialsArg = None,
+    *,
+    base_dir: str | Path | None = None,
+    cell: CellArg | None = None,
+    project_id: str | None = None,
+    force: bool = False,
+    max_wait_seconds: float = 3600.0,
+    poll_schedule: PollSchedule = PollSchedule(),
+) -> PipelineResult:
+    """Submit, wait and fetch in one task; a retry reattaches to the same pipeline.
+
+    Example:
+        >>> result = await run_pipeline(pipeline, base_dir="data", cell="1c4f...")
+    """
+    client = resolve_credentials(credentials).get_client()
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
+    submitted = await acall("submit pipeline", submit_prepared, client, prepared, project_id=project_id, force=force)
+    run_logger().info("Ionworks pipeline %s: %s", submitted.id, submitted.url or "")
+    run = await await_pipeline(client, submitted.id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule,
+                               measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash)
+    raise_for_failure(run)
+    result = await acall("fetch pipeline result", read_result, client, submitted.id)
+    return result.model_copy(update={"config": prepared})

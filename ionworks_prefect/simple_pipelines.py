@@ -1,0 +1,141 @@
+"""Ionworks simple pipelines (one data fit or validation run as a single job; deprecated upstream).
+
+Submission follows the same idempotency rules as full pipelines (``ionworks_prefect.pipelines``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ionworks import Ionworks
+
+from ._calls import acall, call, run_logger
+from .credentials import CredentialsArg, resolve_credentials
+from .measurements import CellArg
+from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
+from .pipelines import SubmissionCache, raise_for_failure, run_from_record, submit_prepared
+from .results import ElementSummary, PipelineResult, PipelineRun
+from .retries import ionworks_task
+from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+
+_RESULT_ELEMENTS = ("data_fit", "array_data_fit", "validation")
+
+
+def _result_element(config: dict[str, Any] | None) -> str:
+    elements = (config or {}).get("elements") or {}
+    return next((n for n, e in elements.items() if e.get("element_type") in _RESULT_ELEMENTS), "result")
+
+
+def _result(record: dict[str, Any], config: dict[str, Any] | None = None) -> PipelineResult:
+    raw = record.get("result") or {}
+    name = _result_element(config)
+    cost = raw.get("cost", raw.get("fun"))
+    return PipelineResult(
+        pipeline_id=record["id"],
+        parameter_values=raw.get("parameter_values") or {},
+        element_results={name: raw},
+        elements={name: ElementSummary(name=name, status=record["status"], job_id=record.get("job_id"), cost=cost,
+                                       parameter_values=raw.get("parameter_values") or {})},
+        config=config,
+        completed_at=record.get("updated_at"),
+    )
+
+
+@ionworks_task(
+    name="Submit Ionworks simple pipeline",
+    description="Submit a single-fit simple pipeline once per distinct content.",
+    cache_policy=SubmissionCache(),
+)
+def submit_simple_pipeline(
+    config: PipelineConfig,
+    credentials: CredentialsArg = None,
+    *,
+    base_dir: str | Path | None = None,
+    cell: CellArg | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    options: dict[str, Any] | None = None,
+    project_id: str | None = None,
+    force: bool = False,
+) -> PipelineRun:
+    """Submit a simple pipeline idempotently (same rules as :func:`submit_pipeline`).
+
+    Example:
+        >>> run = submit_simple_pipeline(config, base_dir="data")
+    """
+    client = resolve_credentials(credentials).get_client()
+    overrides = {"name": name, "description": description, "options": options}
+    merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
+    run = submit_prepared(client, prepared, project_id=project_id, force=force, simple=True)
+    run_logger().info("Ionworks simple pipeline %s %s", run.id, "reattached" if run.reattached else "submitted")
+    return run
+
+
+async def _await_simple(client: Ionworks, pipeline_id: str, max_wait_seconds: float,
+                        schedule: PollSchedule) -> dict[str, Any]:
+    reader = StatusReader(client)
+
+    async def poll() -> Snapshot:
+        record = await reader.get_json(f"/simple_pipelines/{pipeline_id}", "get simple pipeline")
+        return Snapshot(status=record["status"], is_terminal=record["is_terminal"], is_failed=record["is_failed"],
+                        raw=record)
+
+    final = await wait_until_terminal(
+        f"Ionworks simple pipeline {pipeline_id}", pipeline_id, poll,
+        cancel=lambda: call("cancel simple pipeline", client.post, f"/simple_pipelines/{pipeline_id}/cancel", {}),
+        max_wait_seconds=max_wait_seconds, schedule=schedule,
+    )
+    return final.raw
+
+
+@ionworks_task(
+    name="Wait for Ionworks simple pipeline",
+    description="Poll a simple pipeline until it finishes; cancels it if the run is cancelled.",
+)
+async def wait_for_simple_pipeline(
+    pipeline_id: str,
+    credentials: CredentialsArg = None,
+    *,
+    max_wait_seconds: float = 3600.0,
+    poll_schedule: PollSchedule = PollSchedule(),
+) -> PipelineResult:
+    """Wait for a simple pipeline and return its result; raises :class:`PipelineFailed`/:class:`WaitTimedOut`.
+
+    Example:
+        >>> result = await wait_for_simple_pipeline(run.id)
+    """
+    client = resolve_credentials(credentials).get_client()
+    record = await _await_simple(client, pipeline_id, max_wait_seconds, poll_schedule)
+    raise_for_failure(run_from_record(record), "Simple pipeline")
+    return _result(record)
+
+
+@ionworks_task(
+    name="Run Ionworks simple pipeline",
+    description="Prepare, submit (idempotently) and wait for a simple pipeline.",
+)
+async def run_simple_pipeline(
+    config: PipelineConfig,
+    credentials: CredentialsArg = None,
+    *,
+    base_dir: str | Path | None = None,
+    cell: CellArg | None = None,
+    project_id: str | None = None,
+    force: bool = False,
+    max_wait_seconds: float = 3600.0,
+    poll_schedule: PollSchedule = PollSchedule(),
+) -> PipelineResult:
+    """Submit and wait in one task; a retry reattaches to the same simple pipeline.
+
+    Example:
+        >>> result = await run_simple_pipeline(config, base_dir="data")
+    """
+    client = resolve_credentials(credentials).get_client()
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
+    submitted = await acall("submit simple pipeline", submit_prepared, client, prepared, project_id=project_id,
+                            force=force, simple=True)
+    record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule)
+    raise_for_failure(run_from_record(record), "Simple pipeline")
+    return _result(record, prepared)

@@ -1,0 +1,148 @@
+"""Ionworks protocol simulations: submit, wait (one batch status request per poll), fetch typed results.
+
+Resubmitting an identical simulation is safe: Ionworks returns the existing run (``already_existed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ionworks import Ionworks
+from prefect.cache_policies import INPUTS
+
+from ._calls import acall, call
+from .credentials import CredentialsArg, resolve_credentials
+from .exceptions import InvalidSimulationConfig, ResultNotReady, SimulationFailed
+from .measurement_data import as_polars
+from .results import SimulationResult, SimulationRun
+from .retries import ionworks_task
+from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+
+FAILED_JOB_STATUSES = frozenset({"failed", "canceled"})
+
+
+def _submit(client: Ionworks, config: dict[str, Any], batch: bool) -> list[SimulationRun]:
+    try:
+        if batch:
+            responses = call("submit simulations", client.simulation.protocol_batch, config)
+        else:
+            responses = [call("submit simulation", client.simulation.protocol, config)]
+    except ValueError as exc:
+        raise InvalidSimulationConfig(str(exc)) from exc
+    return [SimulationRun(**r.model_dump()) for r in responses]
+
+
+async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wait_seconds: float,
+                             schedule: PollSchedule) -> None:
+    """Wait until every simulation has results or any has failed; raises :class:`SimulationFailed`."""
+    reader = StatusReader(client)
+    done: set[str] = set()
+    failed: dict[str, str] = {}
+
+    async def poll() -> Snapshot:
+        pending = [r.simulation_id for r in runs if r.simulation_id not in done | failed.keys()]
+        statuses = await reader.post_json("/simulations/statuses", {"simulation_ids": pending, "limit": len(pending)},
+                                          "get simulation statuses")
+        finished = []
+        for item in statuses:
+            if item.get("status") in FAILED_JOB_STATUSES:
+                failed[item["simulation_id"]] = f"{item['status']}: {item.get('error') or 'unknown error'}"
+            elif item.get("status") == "completed":
+                finished.append(item["simulation_id"])
+        records = await asyncio.gather(*(reader.get_json(f"/simulations/{s}", "get simulation") for s in finished))
+        done.update(s for r, s in zip(records, finished) if r.get("storage_folder"))
+        settled = len(done) + len(failed)
+        status = "failed" if failed else "completed" if len(done) == len(runs) else "running"
+        return Snapshot(status=status,
+                        is_terminal=settled == len(runs) or bool(failed), is_failed=bool(failed),
+                        completed=len(done), total=len(runs))
+
+    def cancel() -> None:
+        for run in runs:
+            if run.simulation_id not in done:
+                call("cancel simulation job", client.job.cancel, run.job_id)
+
+    label = f"Ionworks simulation {runs[0].simulation_id}" if len(runs) == 1 else f"{len(runs)} Ionworks simulations"
+    await wait_until_terminal(label, runs[0].simulation_id, poll, cancel=cancel,
+                              max_wait_seconds=max_wait_seconds, schedule=schedule)
+    if failed:
+        listed = "; ".join(f"{sid} {reason}" for sid, reason in failed.items())
+        first = next(iter(failed))
+        raise SimulationFailed(f"{len(failed)} of {len(runs)} simulation(s) failed: {listed}",
+                               resource_id=first, status=failed[first].split(":")[0], error=listed)
+
+
+def read_simulation_result(client: Ionworks, simulation_id: str) -> SimulationResult:
+    """Download a finished simulation's time series, steps and metrics (raises :class:`ResultNotReady`)."""
+    record = call("get simulation", client.simulation.get, simulation_id)
+    if not (record.get("storage_folder") or record.get("simulation_data")):
+        raise ResultNotReady(f"Simulation {simulation_id} has no results yet")
+    result = call("get simulation result", client.simulation.get_result, simulation_id)
+    return SimulationResult(simulation_id=simulation_id, time_series=as_polars(result.time_series),
+                            steps=as_polars(result.steps), metrics=result.metrics or {})
+
+
+@ionworks_task(
+    name="Fetch Ionworks simulation result",
+    description="Download the time series, steps and metrics of a finished simulation.",
+    cache_policy=INPUTS - "credentials",
+)
+def fetch_simulation_result(simulation_id: str, credentials: CredentialsArg = None) -> SimulationResult:
+    """Fetch a finished simulation's result (cached: finished results never change).
+
+    Example:
+        >>> result = fetch_simulation_result(run.simulation_id)
+    """
+    return read_simulation_result(resolve_credentials(credentials).get_client(), simulation_id)
+
+
+async def _run(config: dict[str, Any], credentials: CredentialsArg, batch: bool, max_wait_seconds: float,
+               schedule: PollSchedule) -> list[SimulationResult]:
+    client = resolve_credentials(credentials).get_client()
+    runs = await asyncio.to_thread(_submit, client, config, batch)
+    if not runs:
+        return []
+    await _await_simulations(client, runs, max_wait_seconds, schedule)
+    return list(await asyncio.gather(*(acall("fetch simulation", read_simulation_result, client, r.simulation_id)
+                                       for r in runs)))
+
+
+@ionworks_task(
+    name="Run Ionworks simulation",
+    description="Simulate one protocol on a parameterized model and return the time series, steps and metrics.",
+)
+async def run_simulation(
+    config: dict[str, Any],
+    credentials: CredentialsArg = None,
+    *,
+    max_wait_seconds: float = 600.0,
+    poll_schedule: PollSchedule = PollSchedule(),
+) -> SimulationResult:
+    """Run one simulation (the ``client.simulation.protocol`` config) and wait for its result.
+
+    Example:
+        >>> result = await run_simulation({"parameterized_model": model_id,
+        ...     "protocol_experiment": {"protocol": ucp_yaml, "name": "1C discharge"}})
+    """
+    return (await _run(config, credentials, False, max_wait_seconds, poll_schedule))[0]
+
+
+@ionworks_task(
+    name="Run Ionworks simulation batch",
+    description="Run a design-of-experiments batch of simulations and return every result in order.",
+)
+async def run_simulation_batch(
+    config: dict[str, Any],
+    credentials: CredentialsArg = None,
+    *,
+    max_wait_seconds: float = 1800.0,
+    poll_schedule: PollSchedule = PollSchedule(),
+) -> list[SimulationResult]:
+    """Run a batch (``design_parameters_doe`` or ``conditions``) and wait for all results; fails if any fails.
+
+    Example:
+        >>> results = await run_simulation_batch({**config, "design_parameters_doe": {"sampling": "grid",
+        ...     "rows": [{"type": "discrete", "name": "Ambient temperature [K]", "values": [288.15, 298.15]}]}})
+    """
+    return await _run(config, credentials, True, max_wait_seconds, poll_schedule)

@@ -1,0 +1,59 @@
+"""Grouping measurements and simulations into Ionworks studies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ionworks import Ionworks
+
+from ._calls import call
+from .credentials import CredentialsArg, resolve_credentials
+from .results import StudyAssignment
+from .retries import ionworks_task
+
+
+def find_or_create_study(client: Ionworks, name: str, project_id: str | None = None,
+                         description: str | None = None) -> str:
+    """The id of the project's study named ``name``, created if there is none.
+
+    Example:
+        >>> find_or_create_study(client, "RPT ageing 2026")
+        '9a1b...'
+    """
+    found = call("list studies", client.study.list, project_id=project_id, name_exact=name)
+    match = next((s for s in found if s.name == name), None)
+    if match is not None:
+        return match.id
+    body: dict[str, Any] = {"name": name, **({"description": description} if description else {})}
+    return call("create study", client.study.create, body, project_id=project_id).id
+
+
+@ionworks_task(
+    name="Assign to Ionworks study",
+    description="Add measurements and simulations to a study (created by name if needed); re-assigning is a no-op.",
+)
+def assign_to_study(
+    study: str,
+    measurement_ids: Sequence[str] = (),
+    simulation_ids: Sequence[str] = (),
+    credentials: CredentialsArg = None,
+    *,
+    by_name: bool = False,
+    project_id: str | None = None,
+) -> StudyAssignment:
+    """Assign measurements and simulations to ``study`` (an id, or a name with ``by_name=True``).
+
+    Example:
+        >>> assign_to_study("RPT ageing 2026", [uploaded.id], by_name=True)
+    """
+    client = resolve_credentials(credentials).get_client()
+    study_id = find_or_create_study(client, study, project_id) if by_name else study
+    for measurement_id in measurement_ids:
+        call("assign measurement to study", client.study.assign_measurement, study_id, measurement_id,
+             project_id=project_id)
+    for simulation_id in simulation_ids:
+        call("assign simulation to study", client.study.assign_simulation, study_id, simulation_id,
+             project_id=project_id)
+    return StudyAssignment(study_id=study_id, measurement_ids=list(measurement_ids),
+                           simulation_ids=list(simulation_ids))
