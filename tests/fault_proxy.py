@@ -1,0 +1,142 @@
+"""A loopback reverse proxy that injects faults in front of the sandbox: 503, 429 + Retry-After, or a dropped
+connection after the request was forwarded (the server acted, the client never hears back).
+
+Example:
+    with FaultProxy(sandbox.url) as proxy:
+        proxy.inject("POST", r"^/pipelines$", "drop_after_forward", times=1)
+        ...  # point IonworksCredentials(api_url=proxy.url) at it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+FAULTS = ("503", "429", "drop_after_forward", "drop_before_forward")
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    kind: str
+    times: int
+    retry_after: float = 1.0
+
+
+@dataclass
+class Hit:
+    method: str
+    path: str
+    outcome: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class FaultProxy:
+    """Forwards every request to ``upstream``; requests matching an injected fault get that fault instead."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.faults: list[Fault] = []
+        self.hits: list[Hit] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def inject(self, method: str, path_regex: str, kind: str, *, times: int = 1, retry_after: float = 1.0) -> None:
+        """Answer the next ``times`` matching requests with ``kind`` (one of ``FAULTS``)."""
+        assert kind in FAULTS, kind
+        with self._lock:
+            self.faults.append(Fault(method.upper(), re.compile(path_regex), kind, times, retry_after))
+
+    def hits_for(self, method: str, path_regex: str) -> list[Hit]:
+        pattern = re.compile(path_regex)
+        return [h for h in self.hits if h.method == method.upper() and pattern.search(h.path)]
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == method and fault.path.search(path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with httpx.AsyncClient(timeout=120, follow_redirects=False) as upstream:
+            server = await asyncio.start_server(lambda r, w: self._handle(r, w, upstream), "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            async with server:
+                await self._stop.wait()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      upstream: httpx.AsyncClient) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = request_line.split(" ", 2)
+            headers = [tuple(h.split(":", 1)) for h in header_lines if ":" in h]
+            length = next((int(v) for k, v in headers if k.strip().lower() == "content-length"), 0)
+            body = await reader.readexactly(length) if length else b""
+            path = target.split("?", 1)[0]
+            fault = self._take_fault(method, path)
+            if fault is not None and fault.kind == "drop_before_forward":
+                self.hits.append(Hit(method, path, fault.kind))
+                return
+            if fault is not None and fault.kind in ("503", "429"):
+                status = int(fault.kind)
+                extra = {"Retry-After": f"{fault.retry_after:g}"} if status == 429 else {}
+                payload = {"error_code": "RATE_LIMITED" if status == 429 else "UNAVAILABLE",
+                           "message": "injected fault", "detail": None}
+                self.hits.append(Hit(method, path, fault.kind))
+                await self._respond(writer, status, {"Content-Type": "application/json", **extra},
+                                    json.dumps(payload).encode())
+                return
+            forward = {k.strip(): v.strip() for k, v in headers if k.strip().lower() not in _HOP_HEADERS}
+            response = await upstream.request(method, f"{self.upstream}{target}", headers=forward, content=body)
+            if fault is not None:  # drop_after_forward: the server acted, the client gets nothing
+                self.hits.append(Hit(method, path, fault.kind))
+                return
+            self.hits.append(Hit(method, path, str(response.status_code)))
+            kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS}
+            await self._respond(writer, response.status_code, kept, response.content)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _respond(writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes) -> None:
+        reason = httpx.codes.get_reason_phrase(status) or "Status"
+        lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers.items()),
+                 f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        writer.write("\r\n".join(lines).encode("latin-1") + body)
+        await writer.drain()
