@@ -1,0 +1,170 @@
+"""Fitted parameter sets (tables, JSON, BPX, drift) and publishing them as Prefect artifacts, events and assets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pybamm
+import pytest
+from prefect import flow
+from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.events.worker import EventsWorker
+from prefect.variables import Variable
+
+from ionworks_prefect import (
+    FittedParameterSet,
+    ParameterSetError,
+    PipelineResult,
+    PollSchedule,
+    publish_parameter_set,
+    run_pipeline,
+    upload_measurement,
+)
+from ionworks_prefect.events import slug
+from ionworks_prefect.results import ElementSummary
+
+from .measurement_frames import new_instance, unique
+from .pipeline_configs import DN, DP, TRUE, fit_pipeline, synthetic
+
+FAST = PollSchedule(first=0.1, factor=1.5, ceiling=1.0)
+
+
+def _result(dn: float, pipeline_id: str = "p-1") -> PipelineResult:
+    fit = {"type": "OptimizationResult", "parameter_values": {DN: dn}, "x": [dn], "fun": 0.002, "cost": 0.002,
+           "costs_by_objective": {"1C": 0.0015, "0.5C": 0.0005}}
+    return PipelineResult(
+        pipeline_id=pipeline_id,
+        parameter_values={"Ambient temperature [K]": 298.15, DP: TRUE[DP], DN: dn, "model": {"type": "SPMe"}},
+        element_results={"known": {"parameter_values": {"Ambient temperature [K]": 298.15}}, "fit": fit},
+        elements={"known": ElementSummary(name="known", element_type="Direct Entry"),
+                  "fit": ElementSummary(name="fit", element_type="Data Fit", cost=0.002, parameter_values={DN: dn})},
+        config=fit_pipeline("db:m-1").to_config(),
+        completed_at="2026-11-23T10:00:00+00:00",
+    )
+
+
+def test_from_pipeline_result_keeps_bounds_costs_and_provenance():
+    fitted = FittedParameterSet.from_pipeline_result(_result(4.9e-14), cell="cell-7")
+    (parameter,) = fitted.parameters
+    assert (parameter.name, parameter.value, parameter.lower_bound, parameter.upper_bound) == (DN, 4.9e-14, 1e-14, 1e-13)
+    assert parameter.initial_value == 2e-14 and parameter.element == "fit" and not parameter.at_bound
+    assert fitted.costs == {"1C": 0.0015, "0.5C": 0.0005} and fitted.measurement_ids == ["m-1"]
+    assert fitted.fixed_values == {"Ambient temperature [K]": 298.15, DP: TRUE[DP]}
+    assert fitted.created_at.isoformat() == "2026-11-23T10:00:00+00:00"
+    table = fitted.to_polars()
+    assert table.columns == ["parameter", "value", "lower_bound", "upper_bound", "initial_value", "element", "at_bound"]
+    assert FittedParameterSet.from_json(fitted.to_json()) == fitted
+    at_bound = FittedParameterSet.from_pipeline_result(_result(1e-13))
+    assert at_bound.parameters[0].at_bound
+
+
+def test_a_result_without_fits_is_refused():
+    entry_only = PipelineResult(pipeline_id="p", parameter_values={"x": 1.0}, element_results={"known": {}},
+                                elements={"known": ElementSummary(name="known", element_type="Direct Entry")})
+    with pytest.raises(ParameterSetError, match="no fitted parameters"):
+        FittedParameterSet.from_pipeline_result(entry_only)
+
+
+def test_diff_reports_absolute_and_relative_drift():
+    old = FittedParameterSet.from_pipeline_result(_result(5e-14, "p-1"))
+    new = FittedParameterSet.from_pipeline_result(_result(6e-14, "p-2"))
+    drift = new.diff(old)
+    row = drift.row(0, named=True)
+    assert row["parameter"] == DN and row["absolute_change"] == pytest.approx(1e-14)
+    assert row["relative_change"] == pytest.approx(0.2)
+    assert new.diff(None)["previous"].is_null().all()
+
+
+def test_bpx_export_validates_and_reproduces_the_fitted_model():
+    fitted = FittedParameterSet.from_pipeline_result(_result(4.9e-14))
+    document = fitted.to_bpx()
+    assert document["Header"]["Model"] == "SPMe"
+    assert document["Parameterisation"]["Negative electrode"]["Diffusivity [m2.s-1]"] == 4.9e-14
+    json.dumps(document)  # plain JSON
+    exported = pybamm.ParameterValues.create_from_bpx_obj(document)
+    native = pybamm.ParameterValues("Chen2020")
+    native.update({DN: 4.9e-14, DP: TRUE[DP]})
+    native = native.set_initial_state(1.0) or native
+
+    def discharge(values) -> tuple[np.ndarray, np.ndarray]:
+        solution = pybamm.Simulation(pybamm.lithium_ion.SPMe(), parameter_values=values).solve([0, 3000])
+        return solution["Time [s]"].entries, solution["Voltage [V]"].entries
+
+    (t1, v1), (t2, v2) = discharge(native), discharge(exported)
+    grid = np.linspace(0, min(t1[-1], t2[-1]), 200)
+    rmse_mv = 1000 * np.sqrt(np.mean((np.interp(grid, t1, v1) - np.interp(grid, t2, v2)) ** 2))
+    assert rmse_mv < 5.0
+
+
+def test_bpx_export_refuses_parameters_it_would_lose():
+    result = _result(5e-14)
+    result = result.model_copy(update={"parameter_values": {**result.parameter_values, "SEI resistivity [Ohm.m]": 1.0},
+                                       "elements": {**result.elements, "fit": ElementSummary(
+                                           name="fit", element_type="Data Fit",
+                                           parameter_values={"SEI resistivity [Ohm.m]": 1.0})},
+                                       "config": None})
+    with pytest.raises(ParameterSetError, match="SEI resistivity"):
+        FittedParameterSet.from_pipeline_result(result).to_bpx()
+
+
+def _events(name: str, resource_prefix: str, until=bool, timeout: float = 20.0) -> list:
+    """Events named ``name`` on resources starting with ``resource_prefix``, polled until ``until(events)``."""
+    EventsWorker.drain_all()
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as prefect:
+        while True:
+            page = prefect.read_events(EventFilter(event=EventNameFilter(name=[name]),
+                                                   resource=EventResourceFilter(id_prefix=[resource_prefix])),
+                                       limit=50)
+            if until(page.events) or time.monotonic() > deadline:
+                return page.events
+            time.sleep(0.5)
+
+
+@pytest.mark.usefixtures("prefect_server", "sandbox")
+async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path):
+    _, instance_id = new_instance(client)
+    cell = unique("Cell 7")
+    measurement = upload_measurement.fn(synthetic(), instance_id, "rpt-1C")
+
+    @flow
+    async def fit_and_publish(optimizer: str):
+        result = await run_pipeline(fit_pipeline(measurement.db_ref, optimizer=optimizer, name=unique("fit")),
+                                    poll_schedule=FAST)
+        fitted = FittedParameterSet.from_pipeline_result(result, cell=cell)
+        return fitted, publish_parameter_set(fitted, image_dir=tmp_path, drift_threshold=0.05)
+
+    first_set, first = await fit_and_publish("dummy")  # initial guess only: 2e-14
+    second_set, second = await fit_and_publish("de")  # the real fit: ~5e-14, a large drift
+    key = f"fitted-parameters-{cell.lower().replace(' ', '-')}"
+    assert (first.table_key, second.report_key, second.link_key) == (key, f"{key}-report", f"{key}-pipeline")
+    assert first.drifted == [] and second.drifted == [DN]
+
+    table = Artifact.get(key, _sync=True)
+    rows = json.loads(table.data)
+    assert rows[0]["parameter"] == DN and rows[0]["value"] == pytest.approx(second_set.values[DN])
+    assert rows[0]["previous"] == pytest.approx(2e-14) and rows[0]["relative_change"] > 1.0
+    report = Artifact.get(f"{key}-report", _sync=True).data
+    assert "data:image/png;base64," in report and "Drifted: " + DN in report and "1C" in report
+    assert second.image_path and open(second.image_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert f"pipelines/{second_set.pipeline_id})" in Artifact.get(f"{key}-pipeline", _sync=True).data
+    assert (await Variable.aget(key.replace("-", "_")))["pipeline_id"] == second_set.pipeline_id
+
+    drifted = await asyncio.to_thread(_events, "ionworks.parameters.drifted", f"ionworks.parameter-set.{slug(cell)}")
+    assert any(e.payload["relative_change"][DN] > 1.0 for e in drifted)
+    assert await asyncio.to_thread(_events, "ionworks.pipeline.completed", f"ionworks.pipeline.{second_set.pipeline_id}")
+    assert await asyncio.to_thread(_events, "ionworks.measurement.uploaded", f"ionworks.measurement.{measurement.id}")
+    def lineage_complete(events) -> bool:
+        keys = {e.resource.id for e in events}
+        return (any(k.endswith(f"/measurement/{measurement.id}") for k in keys)
+                and any(k.endswith(f"/pipeline/{second_set.pipeline_id}") for k in keys)
+                and any(k.endswith(f"/parameter-set/{slug(cell)}") for k in keys))
+
+    materialized = await asyncio.to_thread(_events, "prefect.asset.materialization.succeeded", "ionworks://",
+                                           lineage_complete)
+    assert lineage_complete(materialized)
