@@ -1,0 +1,46 @@
+"""The convert_protocol_files flow against the sandbox: vendor files per target in parallel, unsupported targets
+reported in the artifact without failing the run, an invalid protocol failing it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prefect.artifacts import Artifact
+
+from flows.convert_protocol import ARTIFACT_KEY, convert_protocol_files, read_protocol
+from ionworks_prefect import ProtocolInvalid
+from tests.protocols import CCCV
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
+
+
+async def test_each_target_gets_its_files_and_an_unsupported_one_is_reported(tmp_path):
+    protocol = tmp_path / "cccv.yaml"
+    protocol.write_text(CCCV)
+    assert read_protocol(str(protocol)) == CCCV and read_protocol(CCCV) == CCCV
+
+    outcomes = await convert_protocol_files(str(protocol), ["maccor", "biologic_bttest", "no_such_cycler"],
+                                            str(tmp_path / "out"), filename_stem="cccv", nominal_capacity_ah=5.0)
+    by_target = {o.target: o for o in outcomes}
+    assert [by_target[t].status for t in ("maccor", "biologic_bttest", "no_such_cycler")] == \
+        ["converted", "converted", "failed"]
+    for target in ("maccor", "biologic_bttest"):
+        files = by_target[target].files
+        assert files and all(f.startswith(str(tmp_path / "out" / target)) for f in files)
+        assert all((tmp_path / "out" / target / f.rsplit("/", 1)[1]).stat().st_size > 0 for f in files)
+    assert "no_such_cycler" in by_target["no_such_cycler"].reason
+    assert not (tmp_path / "out" / "no_such_cycler").exists()
+
+    table = (await Artifact.aget(ARTIFACT_KEY)).data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert {r["target"]: r["status"] for r in rows} == {t: o.status for t, o in by_target.items()}
+
+
+async def test_an_invalid_protocol_fails_before_any_conversion(tmp_path):
+    state = await convert_protocol_files(CCCV.replace("mode: Voltage", "mode: Teleport"), ["maccor"],
+                                         str(tmp_path / "out"), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ProtocolInvalid, match="Teleport|mode"):
+        await state.result()
+    assert not (tmp_path / "out").exists()
