@@ -1,0 +1,135 @@
+"""Serve or deploy the flows from Python, using the deployments declared in prefect.yaml.
+
+prefect.yaml stays the one description of schedules, triggers and default parameters; this module applies
+it without the ``prefect deploy`` CLI:
+
+    python -m deployments.deploy serve                  # this process runs the flows; no work pool
+    python -m deployments.deploy process                # register with the ionworks-process pool
+    python -m deployments.deploy docker --tag 0.1.0     # build, push, register with ionworks-docker
+    ... --params '{"nightly-refit": {"specification": "LFP 26650"}}'   # per-deployment overrides
+
+Run it from the repository root (entrypoints are relative to it).
+
+Example:
+    >>> deployments = runner_deployments(process_deployment_specs(), {})
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import Flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.docker import DockerImage
+from prefect.events import DeploymentEventTrigger
+from prefect.flows import load_flow_from_entrypoint
+from prefect.schedules import Cron, Interval, Schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT_YAML = ROOT / "prefect.yaml"
+DOCKERFILE = "deployments/Dockerfile"
+IMAGE_NAME = "ionworks-prefect"
+
+
+def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """The ``deployments`` entries of prefect.yaml (anchors and merge keys resolved)."""
+    return yaml.safe_load(path.read_text())["deployments"]
+
+
+def process_deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """Deployments that need no image (everything but the ``*-docker`` ones)."""
+    return [s for s in deployment_specs(path) if "build" not in s]
+
+
+def docker_deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """Deployments that run in the ionworks-prefect image."""
+    return [s for s in deployment_specs(path) if "build" in s]
+
+
+def schedules(spec: dict[str, Any]) -> list[Schedule]:
+    """prefect.yaml ``schedules`` entries (cron or interval) as Prefect schedules."""
+    built = []
+    for entry in spec.get("schedules") or []:
+        if "cron" in entry:
+            built.append(Cron(entry["cron"], timezone=entry.get("timezone"), active=entry.get("active", True)))
+        else:
+            built.append(Interval(entry["interval"], active=entry.get("active", True)))
+    return built
+
+
+def triggers(spec: dict[str, Any]) -> list[DeploymentEventTrigger]:
+    """prefect.yaml ``triggers`` entries (``type: event``) as deployment triggers."""
+    return [DeploymentEventTrigger(**{k: v for k, v in entry.items() if k != "type"})
+            for entry in spec.get("triggers") or []]
+
+
+def _options(spec: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": spec["name"],
+        "description": spec.get("description"),
+        "schedules": schedules(spec),
+        "triggers": triggers(spec),
+        "concurrency_limit": spec.get("concurrency_limit"),
+        "parameters": {**(spec.get("parameters") or {}), **overrides.get(spec["name"], {})},
+    }
+
+
+def runner_deployments(specs: list[dict[str, Any]], overrides: dict[str, dict[str, Any]]) -> list[RunnerDeployment]:
+    """Deployments to serve from this process (``prefect.serve``)."""
+    return [load_flow_from_entrypoint(spec["entrypoint"]).to_deployment(**_options(spec, overrides)) for spec in specs]
+
+
+def deploy_process(overrides: dict[str, dict[str, Any]]) -> list[str]:
+    """Register the process-pool deployments; a worker runs them from this checkout."""
+    ids = []
+    for spec in process_deployment_specs():
+        flow = Flow.from_source(source=str(ROOT), entrypoint=spec["entrypoint"])
+        ids.append(str(flow.deploy(work_pool_name=spec["work_pool"]["name"], print_next_steps=False,
+                                   **_options(spec, overrides))))
+    return ids
+
+
+def deploy_docker(overrides: dict[str, dict[str, Any]], *, tag: str, build: bool = True,
+                  push: bool = True) -> list[str]:
+    """Build the image (deployments/Dockerfile), push it and register the Docker-pool deployments.
+
+    The image is ``ionworks-prefect:<tag>`` under ``PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE`` when set.
+    """
+    namespace = os.environ.get("PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE")
+    image = DockerImage(name=f"{namespace}/{IMAGE_NAME}" if namespace else IMAGE_NAME, tag=tag, dockerfile=DOCKERFILE)
+    ids = []
+    for i, spec in enumerate(docker_deployment_specs()):
+        flow = load_flow_from_entrypoint(spec["entrypoint"])
+        pool = spec["work_pool"]
+        variables = {k: v for k, v in (pool.get("job_variables") or {}).items() if k != "image"}
+        ids.append(str(flow.deploy(work_pool_name=pool["name"], image=image, build=build and i == 0,
+                                   push=push and i == 0, job_variables=variables, print_next_steps=False,
+                                   **_options(spec, overrides))))
+    return ids
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m deployments.deploy", description=__doc__.splitlines()[0])
+    parser.add_argument("target", choices=["serve", "process", "docker"])
+    parser.add_argument("--params", default="{}", help="JSON: deployment name -> parameter overrides")
+    parser.add_argument("--tag", default="latest", help="image tag (docker)")
+    parser.add_argument("--no-build", action="store_true", help="use an image built before (docker)")
+    parser.add_argument("--no-push", action="store_true", help="keep the image local (docker)")
+    args = parser.parse_args(argv)
+    overrides = json.loads(args.params)
+    os.chdir(ROOT)
+    if args.target == "serve":
+        serve(*runner_deployments(process_deployment_specs(), overrides))
+    elif args.target == "process":
+        print("\n".join(deploy_process(overrides)))
+    else:
+        print("\n".join(deploy_docker(overrides, tag=args.tag, build=not args.no_build, push=not args.no_push)))
+
+
+if __name__ == "__main__":
+    main()
