@@ -89,7 +89,9 @@ class LocalSandbox:
         return self.start()
 
     def client_env(self) -> dict[str, str]:
-        return {"IONWORKS_API_URL": self.url, "IONWORKS_API_KEY": self.api_key, "IONWORKS_PROJECT_ID": self.project_id or ""}
+        """The variables the official client reads; links it builds (``client.urls``) open the sandbox's pages."""
+        return {"IONWORKS_API_URL": self.url, "IONWORKS_API_KEY": self.api_key, "IONWORKS_PROJECT_ID": self.project_id or "",
+                "IONWORKS_APP_URL": f"{self.url}/app"}
 
     def __enter__(self) -> LocalSandbox:
         return self.start()

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     first_key, first_org = next(iter(settings.organizations.items()))
     print(f"IONWORKS_API_URL={public_url}")
     print(f"IONWORKS_API_KEY={first_key}")
-    print(f"IONWORKS_PROJECT_ID={first_org.default_project_id}", flush=True)
+    print(f"IONWORKS_PROJECT_ID={first_org.default_project_id}")
+    print(f"IONWORKS_APP_URL={public_url}/app", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
 
 

@@ -30,6 +30,7 @@ class SafeJSONResponse(JSONResponse):
 
 def _routers() -> list[Any]:
     from .routes import (
+        app_pages,
         basics,
         cells,
         jobs,
@@ -55,6 +56,7 @@ def _routers() -> list[Any]:
         protocols.router,
         simulations.router,
         studies.router,
+        app_pages.router,
     ]
 
 

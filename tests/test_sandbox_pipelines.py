@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import ionworks_schema as iws
 import pybamm
 import pytest
@@ -123,6 +124,22 @@ def test_capacity_pipeline_from_the_client_docs(client):
         / 3600
     )
     assert capacities and capacities[0] == pytest.approx(expected, rel=1e-3)
+
+
+def test_pipeline_links_open_a_page_on_the_sandbox(client, sandbox):
+    name = "Capacity <check> & page"
+    pipeline = iws.Pipeline({"known": iws.direct_entries.DirectEntry(parameters={"Ambient temperature [K]": 298.15}),
+                             "Q_pos": iws.calculations.ElectrodeCapacity(electrode="positive")}, name=name)
+    submission = client.pipeline.create(pipeline)
+    client.pipeline.wait_for_completion(submission.id, timeout=120, poll_interval=0.5, verbose=False)
+    url = client.urls.pipeline(submission.id)
+    assert url == f"{sandbox.url}/app/projects/{client.project_id}/pipelines/{submission.id}"
+    page = httpx.get(url)  # no key: opened from a browser
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Capacity &lt;check&gt; &amp; page" in page.text and "<check>" not in page.text
+    assert "completed" in page.text and "Q_pos" in page.text and "Ambient temperature [K]" in page.text
+    wrong_project = httpx.get(url.replace(client.project_id, "00000000-0000-0000-0000-000000000000"))
+    assert wrong_project.status_code == 404 and submission.id in wrong_project.text
 
 
 def test_unsupported_element_is_422_listing_supported(client):

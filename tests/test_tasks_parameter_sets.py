@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
+import httpx
 import numpy as np
 import pybamm
 import pytest
@@ -152,7 +154,10 @@ async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path):
     report = Artifact.get(f"{key}-report", _sync=True).data
     assert "data:image/png;base64," in report and "Drifted: " + DN in report and "1C" in report
     assert second.image_path and open(second.image_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert f"pipelines/{second_set.pipeline_id})" in Artifact.get(f"{key}-pipeline", _sync=True).data
+    link = re.search(r"\]\((\S+)\)", Artifact.get(f"{key}-pipeline", _sync=True).data)[1]
+    assert link.endswith(f"/pipelines/{second_set.pipeline_id}")
+    page = httpx.get(link)  # the link opens the pipeline's page on the sandbox
+    assert page.status_code == 200 and f"{second_set.values[DN]:.6g}" in page.text
     assert (await Variable.aget(key.replace("-", "_")))["pipeline_id"] == second_set.pipeline_id
 
     drifted = await asyncio.to_thread(_events, "ionworks.parameters.drifted", f"ionworks.parameter-set.{slug(cell)}")
