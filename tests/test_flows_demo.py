@@ -10,12 +10,12 @@ import pytest
 
 from flows.demo import TRUTH, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server", "sandbox")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 CELL_SLUG = "demo-nmc811-21700-cell-7"
 
 
-def test_demo_recovers_the_hidden_diffusivities_and_stops_its_sandbox(tmp_path, monkeypatch, capsys):
-    for name in ("IONWORKS_API_URL", "IONWORKS_API_KEY", "IONWORKS_PROJECT_ID"):
+def test_demo_recovers_the_hidden_diffusivities_and_stops_its_sandbox(sandbox, tmp_path, monkeypatch, capsys):
+    for name in sandbox.client_env():
         monkeypatch.setenv(name, os.environ[name])  # restored afterwards: the demo points them at its own sandbox
     fitted = run(tmp_path)
 
