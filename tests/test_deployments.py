@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
@@ -48,6 +49,7 @@ from ionworks_prefect.local_sandbox import free_port
 
 from .measurement_frames import unique
 from .pipeline_configs import DN, synthetic
+from .postgres_server import PostgresServer, postgres_bindir
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -269,7 +271,7 @@ class LivePrefect:
         self._spawn("worker", "start", "--pool", pool)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """One API call, retried as Prefect's own client does when its SQLite database is busy (503/429)."""
+        """One API call, retried as Prefect's own client does when the server is busy (503/429)."""
         for _ in range(9):
             response = self.http.request(method, path, **kwargs)
             if response.status_code not in (429, 503):
@@ -309,9 +311,22 @@ class LivePrefect:
                 process.wait()
 
 
+@pytest.fixture
+def prefect_database() -> Iterator[dict[str, str]]:
+    """A PostgreSQL database for the live Prefect server when PostgreSQL is installed (``.ci/run`` installs it);
+    otherwise the server keeps SQLite in its PREFECT_HOME."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        yield {}
+        return
+    with PostgresServer(bindir) as database:
+        yield {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url}
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_server")  # the upload's events go to the test server, not a new ephemeral one
-def test_process_worker_runs_the_nightly_refit_and_the_event_triggered_ingest(sandbox, client, tmp_path):
+def test_process_worker_runs_the_nightly_refit_and_the_event_triggered_ingest(sandbox, client, prefect_database,
+                                                                              tmp_path):
     cell = {"specification": unique("live-spec"), "instance": unique("live-cell")}
     upload_measurement.fn(synthetic(), CellTarget(**cell), "rpt-1C")
     drop = tmp_path / "drop"
@@ -320,7 +335,7 @@ def test_process_worker_runs_the_nightly_refit_and_the_event_triggered_ingest(sa
     refit = {"specification": None, "cell": cell,
              "parameters": {DN: {"initial_value": 2e-14, "bounds": [1e-14, 1e-13]}}}
 
-    prefect = LivePrefect(tmp_path / "prefect-home", sandbox.client_env())
+    prefect = LivePrefect(tmp_path / "prefect-home", {**sandbox.client_env(), **prefect_database})
     try:
         prefect.cli("work-pool", "create", "ionworks-process", "--type", "process")
         prefect.cli("--no-prompt", "deploy", "--name", "nightly-refit", "--params", json.dumps(refit))
