@@ -175,8 +175,7 @@ def submit_pipeline(
 
 async def _pipeline_snapshot(reader: StatusReader, pipeline_id: str) -> Snapshot:
     record = await reader.get_json(f"/pipelines/{pipeline_id}", "get pipeline")
-    snapshot = Snapshot(status=record["status"], is_terminal=record["is_terminal"], is_failed=record["is_failed"],
-                        raw=record)
+    snapshot = Snapshot.from_record(record)
     if not snapshot.is_terminal:
         elements = await reader.get_json(f"/pipelines/{pipeline_id}/elements", "list pipeline elements")
         costs = [(e.get("progress") or {}).get("best_cost") for e in elements]

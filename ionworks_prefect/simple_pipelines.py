@@ -78,9 +78,7 @@ async def _await_simple(client: Ionworks, pipeline_id: str, max_wait_seconds: fl
     reader = StatusReader(client)
 
     async def poll() -> Snapshot:
-        record = await reader.get_json(f"/simple_pipelines/{pipeline_id}", "get simple pipeline")
-        return Snapshot(status=record["status"], is_terminal=record["is_terminal"], is_failed=record["is_failed"],
-                        raw=record)
+        return Snapshot.from_record(await reader.get_json(f"/simple_pipelines/{pipeline_id}", "get simple pipeline"))
 
     final = await wait_until_terminal(
         f"Ionworks simple pipeline {pipeline_id}", pipeline_id, poll,

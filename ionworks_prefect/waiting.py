@@ -61,6 +61,11 @@ class Snapshot:
     best_cost: Optional[float] = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Snapshot:
+        """The snapshot of a pipeline-like record carrying ``status``, ``is_terminal`` and ``is_failed``."""
+        return cls(status=record["status"], is_terminal=record["is_terminal"], is_failed=record["is_failed"], raw=record)
+
     def progress_percent(self) -> float:
         """Progress in percent: elements done over total, 100 when finished."""
         if self.is_terminal:

@@ -1,17 +1,24 @@
 """UCP protocols from the Ionworks client documentation, shared by the tests."""
 
-ONE_C_DISCHARGE = """
+
+def discharge(c_rate: str, cut_off_v: float = 2.5) -> str:
+    """A discharge from full at ``c_rate`` (a number or an ``input["..."]`` placeholder) down to ``cut_off_v``."""
+    return f"""
 global:
   initial_soc: 1
   temperature: 25
 steps:
   - direction: Discharge
     mode: C-rate
-    value: 1
+    value: {c_rate}
     ends:
       - variable: Voltage [V]
-        value: 2.5
+        value: {cut_off_v}
 """
+
+
+ONE_C_DISCHARGE = discharge("1")
+C_RATE_INPUT = 'input["C-rate"]'
 
 PARAMETERIZED_DISCHARGE = """
 global:

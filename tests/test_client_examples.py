@@ -7,7 +7,7 @@ import pytest
 
 from ionworks_sandbox.compute.synthetic import synthetic_discharge
 from tests.measurement_frames import upload
-from tests.protocols import CCCV
+from tests.protocols import CCCV, PARAMETERIZED_DISCHARGE
 
 pytestmark = pytest.mark.slow
 
@@ -85,17 +85,7 @@ def test_simulation_docs_examples(client):
         {
             "parameterized_model": "spme-chen2020",
             "protocol_experiment": {
-                "protocol": """
-global:
-  initial_soc: input["Initial SOC"]
-steps:
-  - direction: Discharge
-    mode: C-rate
-    value: input["C-rate"]
-    ends:
-      - variable: Voltage [V]
-        value: 2.5
-""",
+                "protocol": PARAMETERIZED_DISCHARGE,
                 "name": "Parameterized Discharge",
             },
             "experiment_parameters": {"Initial SOC": 1.0, "C-rate": 0.5},

@@ -9,22 +9,12 @@ from prefect.artifacts import Artifact
 
 from flows.doe_sweep import CAPACITY, PLOT_KEY, TABLE_KEY, doe_sweep, grid_conditions
 
+from .pipeline_configs import DN, DP
+from .protocols import C_RATE_INPUT, discharge
+
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
 
-DN = "Negative particle diffusivity [m2.s-1]"
-DP = "Positive particle diffusivity [m2.s-1]"
-ONE_C = """
-global:
-  initial_soc: 1
-  temperature: 25
-steps:
-  - direction: Discharge
-    mode: C-rate
-    value: input["C-rate"]
-    ends:
-      - variable: Voltage [V]
-        value: 2.5
-"""
+ONE_C = discharge(C_RATE_INPUT, 2.5)
 
 
 def test_grid_conditions_cover_every_combination_in_order():

@@ -15,21 +15,12 @@ from ionworks_prefect import (
     run_simulation_batch,
 )
 
+from .protocols import C_RATE_INPUT, discharge
+
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
 FAST = PollSchedule(first=0.1, factor=1.5, ceiling=1.0)
 MODEL = "spm-chen2020"
-ONE_C = """
-global:
-  initial_soc: 1
-  temperature: 25
-steps:
-  - direction: Discharge
-    mode: C-rate
-    value: input["C-rate"]
-    ends:
-      - variable: Voltage [V]
-        value: 3.0
-"""
+ONE_C = discharge(C_RATE_INPUT, 3.0)
 
 
 def _config(**extra):

@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse
 
 from .deps import Records
 from .jobs import Runner
-from .submissions import ELEMENT_LABELS, job_state
+from .pipelines import element_views
+from .submissions import job_state
 
 router = APIRouter(prefix="/app")
 
@@ -47,12 +48,8 @@ def pipeline_page(project_id: str, pipeline_id: str, store: Records, runner: Run
     if record is None or record["project_id"] != project_id:
         return _page("Not found", f"<h1>No pipeline {escape(pipeline_id)} in project {escape(project_id)}</h1>", 404)
     state = job_state(runner, record["job_id"])
-    output = state["job"].get("output") or {}
-    element_states = output.get("element_states") or (state["job"].get("progress") or {}).get("elements") or {}
-    elements = [(name, ELEMENT_LABELS.get(config.get("element_type", ""), config.get("element_type", "")),
-                 element_states.get(name, {}).get("status", "pending"), element_states.get(name, {}).get("error") or "")
-                for name, config in record["config"]["elements"].items()]
-    values = (output.get("result") or {}).get("parameter_values") or {}
+    elements = [(e["name"], e["element_type"], e["status"], e["error"] or "") for e in element_views(record, state["job"])]
+    values = ((state["job"].get("output") or {}).get("result") or {}).get("parameter_values") or {}
     parts = [
         f"<h1>{escape(record['name'])}</h1>",
         f"<p>{escape(record.get('description') or '')}</p>",

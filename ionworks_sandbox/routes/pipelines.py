@@ -90,10 +90,9 @@ def get_pipeline_result(pipeline_id: str, caller: Caller, store: Records, runner
     return {"result": output.get("result") or {}, "element_results": output.get("element_results") or {}}
 
 
-@router.get("/pipelines/{pipeline_id}/elements")
-def list_pipeline_elements(pipeline_id: str, caller: Caller, store: Records, runner: Runner) -> list[dict[str, Any]]:
-    record = owned(store, caller, "pipeline", pipeline_id, "Pipeline")
-    job = runner.get(record["job_id"])
+def element_views(record: dict[str, Any], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each element of a pipeline record with its status, progress, result and error from the pipeline's job."""
+    pipeline_id = record["id"]
     output = job.get("output") or {}
     states = output.get("element_states") or (job.get("progress") or {}).get("elements") or {}
     results = output.get("element_results") or {}
@@ -119,10 +118,16 @@ def list_pipeline_elements(pipeline_id: str, caller: Caller, store: Records, run
                 "error": state.get("error"),
                 "created_at": record["created_at"],
                 "updated_at": job["updated_at"],
-                "organization_id": caller.org_id,
+                "organization_id": record["organization_id"],
             }
         )
     return elements
+
+
+@router.get("/pipelines/{pipeline_id}/elements")
+def list_pipeline_elements(pipeline_id: str, caller: Caller, store: Records, runner: Runner) -> list[dict[str, Any]]:
+    record = owned(store, caller, "pipeline", pipeline_id, "Pipeline")
+    return element_views(record, runner.get(record["job_id"]))
 
 
 @router.post("/pipelines/{pipeline_id}/cancel")
