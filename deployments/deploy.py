@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import Flow, serve
+from prefect import Flow, deploy, serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.docker import DockerImage
 from prefect.events import DeploymentEventTrigger
@@ -102,16 +102,17 @@ def deploy_docker(overrides: dict[str, dict[str, Any]], *, tag: str, build: bool
     """
     namespace = os.environ.get("PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE")
     image = DockerImage(name=f"{namespace}/{IMAGE_NAME}" if namespace else IMAGE_NAME, tag=tag, dockerfile=DOCKERFILE)
-    ids = []
-    for i, spec in enumerate(docker_deployment_specs()):
-        flow = load_flow_from_entrypoint(spec["entrypoint"])
-        pool = spec["work_pool"]
-        variables = {k: v for k, v in (pool.get("job_variables") or {}).items() if k != "image"}
-        ids.append(str(flow.deploy(work_pool_name=pool["name"], image=image, build=build and i == 0,
-                                   push=push and i == 0, job_variables=variables, print_next_steps=False,
-                                   **_options(spec, overrides))))
-    return ids
-
+    specs = docker_deployment_specs()
+    built = []
+    for spec in specs:
+        variables = {k: v for k, v in (spec["work_pool"].get("job_variables") or {}).items() if k != "image"}
+        deployment = load_flow_from_entrypoint(spec["entrypoint"]).to_deployment(job_variables=variables,
+                                                                                 **_options(spec, overrides))
+        deployment.entrypoint = spec["entrypoint"]  # the recipe inside the image, not where the flow is defined
+        built.append(deployment)
+    ids = deploy(*built, work_pool_name=specs[0]["work_pool"]["name"], image=image, build=build, push=push,
+                 print_next_steps_message=False)
+    return [str(i) for i in ids]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deployments.deploy", description=__doc__.splitlines()[0])

@@ -83,7 +83,7 @@ async def _watch_fit(client, progress: Progress, row, done: asyncio.Event) -> No
 
 
 async def _refit(output: Path, client, progress: Progress, row):
-    from flows.nightly_refit import nightly_refit
+    from ionworks_prefect.flows.nightly_refit import nightly_refit
 
     done = asyncio.Event()
     watcher = asyncio.create_task(_watch_fit(client, progress, row, done))
@@ -157,8 +157,8 @@ def run(output: Path):
             os.environ.update(sandbox.client_env())
             from ionworks import Ionworks
 
-            from flows.ingest_cycler_data import ingest_cycler_data
-            from flows.nightly_refit import nightly_refit
+            from ionworks_prefect.flows.ingest_cycler_data import ingest_cycler_data
+            from ionworks_prefect.flows.nightly_refit import nightly_refit
 
             client = Ionworks(api_url=sandbox.url, api_key=API_KEY, project_id=sandbox.project_id)
             progress.update(steps, advance=2, description="Uploading the cycler files (ingest-cycler-data)")

@@ -4,9 +4,8 @@ Retried: connection errors, timeouts, HTTP 408/425/429 and 5xx (as :class:`Ionwo
 exponential backoff and jitter. Failing at once: 4xx, validation errors, failed or canceled remote jobs.
 A 429's Retry-After is slept by the call wrapper (``_calls.call``) before the error reaches Prefect.
 
-Tuning (environment): ``PREFECT_INTEGRATIONS_IONWORKS_RETRIES`` (default 3),
-``PREFECT_INTEGRATIONS_IONWORKS_RETRY_BACKOFF_SECONDS`` (2.0: delays 2, 4, 8 s) and
-``PREFECT_INTEGRATIONS_IONWORKS_RETRY_JITTER_FACTOR`` (0.5).
+Tuning: :class:`ionworks_prefect.settings.IonworksSettings` (``PREFECT_INTEGRATIONS_IONWORKS_RETRIES``, default 3;
+``..._RETRY_BACKOFF_SECONDS``, 2.0: delays 2, 4, 8 s; ``..._RETRY_JITTER_FACTOR``, 0.5).
 """
 
 from __future__ import annotations
@@ -17,24 +16,13 @@ from typing import Any, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.client.schemas.objects import TaskRun
-from prefect.settings.base import PrefectBaseSettings, build_settings_config
 from prefect.states import State
 from prefect.tasks import exponential_backoff
-from pydantic import Field
 
 from .exceptions import IonworksTransientError
+from .settings import IonworksSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class IonworksRetrySettings(PrefectBaseSettings):
-    """Retry tuning read from ``PREFECT_INTEGRATIONS_IONWORKS_*``."""
-
-    model_config = build_settings_config(("integrations", "ionworks"))
-
-    retries: int = Field(default=3, ge=0, description="Retries of a task after a transient failure.")
-    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First retry delay; doubles each retry.")
-    retry_jitter_factor: float = Field(default=0.5, ge=0, description="Random extra delay, as a fraction.")
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -74,7 +62,7 @@ def ionworks_task(
         >>> @ionworks_task(name="Get Ionworks pipeline", description="Read one pipeline.")
         ... def get_pipeline(pipeline_id: str) -> dict: ...
     """
-    settings = IonworksRetrySettings()
+    settings = IonworksSettings()
     options: dict[str, Any] = {
         "retries": settings.retries,
         "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_seconds),

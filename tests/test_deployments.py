@@ -43,7 +43,7 @@ from deployments.deploy import (
     schedules,
     triggers,
 )
-from flows.cycler_watcher import FILE_ARRIVED, file_resource
+from ionworks_prefect.flows.cycler_watcher import FILE_ARRIVED, file_resource
 from ionworks_prefect import CellTarget, upload_measurement
 from ionworks_prefect.local_sandbox import free_port
 
@@ -192,7 +192,7 @@ def test_serve_builds_the_process_deployments(monkeypatch):
     built = {d.name: d for d in runner_deployments(process_deployment_specs(), overrides)}
     assert set(built) == {"nightly-refit", "ingest-cycler-data", "cycler-watcher"}
     assert built["nightly-refit"].parameters["drift_threshold"] == 0.1
-    assert built["nightly-refit"].entrypoint == "flows/nightly_refit.py:nightly_refit"
+    assert built["nightly-refit"].entrypoint == "ionworks_prefect/flows/nightly_refit.py:nightly_refit"  # where served
     assert len(built["ingest-cycler-data"].triggers) == 1
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from prefect.artifacts import Artifact
 
-from flows.convert_protocol import ARTIFACT_KEY, convert_protocol_files, read_protocol
+from ionworks_prefect.flows.convert_protocol import ARTIFACT_KEY, convert_protocol_files, read_protocol
 from ionworks_prefect import ProtocolInvalid
 from tests.protocols import CCCV
 

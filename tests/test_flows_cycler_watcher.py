@@ -13,7 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
 
-from flows.cycler_watcher import FILE_ARRIVED, STATE_FILE_NAME, cycler_watcher, file_resource
+from ionworks_prefect.flows.cycler_watcher import FILE_ARRIVED, STATE_FILE_NAME, cycler_watcher, file_resource
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from prefect.artifacts import Artifact
 
-from flows.doe_sweep import CAPACITY, PLOT_KEY, TABLE_KEY, doe_sweep, grid_conditions
+from ionworks_prefect.flows.doe_sweep import CAPACITY, PLOT_KEY, TABLE_KEY, doe_sweep, grid_conditions
 
 from .pipeline_configs import DN, DP
 from .protocols import C_RATE_INPUT, discharge

@@ -12,8 +12,8 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 
 from flows.demo import write_biologic_mpt
-from flows.ingest_cycler_data import ARTIFACT_KEY, IngestFailed, collect_files, ingest_cycler_data
-from flows.nightly_refit import nightly_refit
+from ionworks_prefect.flows.ingest_cycler_data import ARTIFACT_KEY, IngestFailed, collect_files, ingest_cycler_data
+from ionworks_prefect.flows.nightly_refit import nightly_refit
 
 from .measurement_frames import new_instance, unique
 from .pipeline_configs import synthetic

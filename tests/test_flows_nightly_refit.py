@@ -14,7 +14,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
-from flows.nightly_refit import (
+from ionworks_prefect.flows.nightly_refit import (
     DN,
     EACH_MEASUREMENT,
     FitRange,
