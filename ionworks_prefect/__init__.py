@@ -6,6 +6,7 @@ Example:
 """
 
 from .artifacts import publish_parameter_set
+from .cell_tests import CellTest, gather_cell_tests
 from .credentials import IonworksCredentials
 from .exceptions import (
     InvalidMeasurementError,
@@ -26,6 +27,7 @@ from .exceptions import (
     SimulationFailed,
     WaitTimedOut,
 )
+from .history import parameter_history
 from .measurement_data import read_measurement_file
 from .measurements import CellTarget, upload_measurement
 from .parameter_sets import FittedParameter, FittedParameterSet
@@ -48,6 +50,7 @@ from .retries import ionworks_task, retry_on_transient_error
 from .simple_pipelines import run_simple_pipeline, submit_simple_pipeline, wait_for_simple_pipeline
 from .simulations import fetch_simulation_result, run_simulation, run_simulation_batch
 from .studies import assign_to_study
+from .verdicts import FitVerdict, assess_fit
 from .waiting import PollSchedule
 
 __version__ = "0.1.0"
@@ -72,7 +75,10 @@ __all__ = [
     "convert_protocol",
     "assign_to_study",
     "publish_parameter_set",
+    "gather_cell_tests",
+    "parameter_history",
     # helpers
+    "assess_fit",
     "CellTarget",
     "PollSchedule",
     "prepare_pipeline",
@@ -92,6 +98,8 @@ __all__ = [
     "PublishedArtifacts",
     "FittedParameter",
     "FittedParameterSet",
+    "CellTest",
+    "FitVerdict",
     # errors
     "IonworksPrefectError",
     "IonworksRequestError",

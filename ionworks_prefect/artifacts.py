@@ -1,32 +1,58 @@
-"""Publishing a fitted parameter set to Prefect: table, markdown report with fit plot and drift, pipeline link.
+"""Publishing fitted parameters to Prefect: the newest values, a report with plots, and the cell's history.
 
-Keys (lowercase letters, digits, dashes): ``fitted-parameters-<cell-slug>`` (table, one version per fit),
-``fitted-parameters-<cell-slug>-report`` (markdown), ``fitted-parameters-<cell-slug>-pipeline`` (link). The
-previous version is read from the latest table artifact of the key; a Prefect Variable
-``fitted_parameters_<cell_slug>`` points at the latest published fit (pipeline id, time, artifact id).
+Keys (lowercase letters, digits, dashes), per cell: ``fitted-parameters-<cell>`` (table of the newest values
+with units and % changes; one version per fit, each version's description lists the values),
+``fitted-parameters-<cell>-report`` (markdown: values, RMSE per objective, verdict, fit plot, trend plot, link
+to the pipeline) and ``fitted-parameters-<cell>-history`` (table, one row per fitted test). A night with nothing
+new publishes a short "unchanged since" note on its own run instead.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
-import polars as pl
-from prefect.artifacts import Artifact, create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_UI_URL
-from prefect.variables import Variable
 
 from ._calls import call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
-from .events import emit_parameter_set_published, emit_parameters_drifted, slug
-from .parameter_sets import FittedParameter, FittedParameterSet
+from .events import emit_parameter_set_published, slug
+from .parameter_sets import FittedParameterSet
+from .reports import (
+    format_mv,
+    history_rows,
+    history_verdicts,
+    markdown_table,
+    png_markdown,
+    render_fit_plot,
+    render_trend_plot,
+    rmse_text,
+    summary_line,
+    values_rows,
+)
 from .results import PublishedArtifacts
 from .retries import ionworks_task
+from .verdicts import FitVerdict, assess_fit
 
-Previous = Union[FittedParameterSet, None, Literal["latest"]]
+
+def artifact_key(cell: str) -> str:
+    """The key of a cell's newest-values table; its report and history add ``-report`` and ``-history``.
+
+    Example:
+        >>> artifact_key("NMC811 21700/cell-7")
+        'fitted-parameters-nmc811-21700-cell-7'
+    """
+    return f"fitted-parameters-{slug(cell)}"[:200]
+
+
+def ui_link(path: str) -> str | None:
+    """A link into the Prefect UI (``PREFECT_UI_URL`` + path), or None when no UI URL is configured."""
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/{path.lstrip('/')}" if base else None
 
 
 def fit_series(client: Any, pipeline_id: str, element: str) -> dict[str, dict[str, list]]:
@@ -45,82 +71,23 @@ def fit_series(client: Any, pipeline_id: str, element: str) -> dict[str, dict[st
         return {}
 
 
-def render_fit_plot(series: dict[str, dict[str, list]]) -> bytes:
-    """PNG bytes, one row per objective: measured (dots) and model (line) voltage, and the error in mV.
-
-    Example:
-        >>> png = render_fit_plot({"1C": {"Time [s]": [0, 1], "Data voltage [V]": [4.1, 4.0]}})
-    """
-    from matplotlib.figure import Figure
-
-    rows = max(1, len(series))
-    figure = Figure(figsize=(10, 3.2 * rows), dpi=90)
-    axes = figure.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
-    for (voltage_ax, error_ax), (objective, channels) in zip(axes, series.items()):
-        x = channels.get("Time [s]") or list(range(len(next(iter(channels.values()), []))))
-        data = _channel(channels, "data", "voltage")
-        model = _channel(channels, "model", "voltage")
-        error = _channel(channels, "error")
-        if data is not None and model is not None:
-            error = [m - d if None not in (m, d) else None for m, d in zip(model, data)]
-        if data is not None:
-            voltage_ax.plot(x, data, ".", markersize=3, color="0.35", label="Measured")
-        if model is not None:
-            voltage_ax.plot(x, model, linewidth=1.5, color="tab:orange", label="Model")
-        if error is not None:
-            error_ax.plot(x, [1000 * e if e is not None else None for e in error], linewidth=1, color="tab:red")
-        voltage_ax.set(title=objective, xlabel="Time [s]", ylabel="Voltage [V]")
-        voltage_ax.legend(loc="best", fontsize=8)
-        error_ax.axhline(0, color="0.6", linewidth=0.8)
-        error_ax.set(title=f"{objective}: model - measured", xlabel="Time [s]", ylabel="Error [mV]")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def _channel(channels: dict[str, list], *words: str) -> list | None:
-    """The first channel whose name contains every word (case-insensitive)."""
-    return next((v for name, v in channels.items() if all(w in name.lower() for w in words)), None)
-
-
-def _previous_from_artifact(key: str, variable: str) -> FittedParameterSet | None:
-    artifact = Artifact.get(key, _sync=True)
-    if artifact is None or not artifact.data:
-        return None
-    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    pointer = Variable.get(variable, default=None, _sync=True) or {}
-    parameters = [FittedParameter(name=r["parameter"], value=r["value"]) for r in rows
-                  if isinstance(r, dict) and r.get("value") is not None]
-    if not parameters:
-        return None
-    return FittedParameterSet(pipeline_id=pointer.get("pipeline_id") or "unknown", parameters=parameters)
-
-
-def _fmt(value: Any) -> str:
-    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _markdown_table(frame: pl.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * frame.width + "\n"
-    return header + "".join("| " + " | ".join(_fmt(v) for v in row) + " |\n" for row in frame.iter_rows())
-
-
-def _report(fitted: FittedParameterSet, drift: pl.DataFrame, drifted: list[str], threshold: float,
-            link: str | None, png: bytes | None, image_path: str | None) -> str:
-    lines = [f"# Fitted parameters: {fitted.cell or 'cell'}", "",
-             f"Pipeline `{fitted.pipeline_id}`" + (f" ([open in Ionworks]({link}))" if link else "")
-             + f", fitted {fitted.created_at:%Y-%m-%d %H:%M} UTC.", "", "## Values and bounds", "",
-             _markdown_table(fitted.to_polars().drop("element")), "## Cost per objective", ""]
-    lines += [f"- {name}: {cost:.4g}" for name, cost in fitted.costs.items()] or ["- (not reported)"]
-    lines += ["", f"## Drift against the previous fit (flag: |relative change| > {threshold:.0%})", ""]
-    if drift.get_column("previous").is_null().all():
-        lines.append("No previous fit to compare with.")
-    else:
-        lines.append(_markdown_table(drift))
-        lines.append(f"Drifted: {', '.join(drifted)}" if drifted else "No parameter drifted beyond the threshold.")
-    if png is not None:
-        lines += ["", "## Fit against data", "", f"![fit vs data](data:image/png;base64,{base64.b64encode(png).decode()})"]
+def _report(fitted: FittedParameterSet, verdict: FitVerdict, history: Sequence[FittedParameterSet],
+            rows: list[dict[str, Any]], link: str | None, fit_png: bytes | None, image_path: str | None) -> str:
+    title = f"# Fitted parameters: {fitted.cell or 'cell'}" + (f", {fitted.test}" if fitted.test else "")
+    when = f"tested {fitted.tested_at:%Y-%m-%d %H:%M} UTC, " if fitted.tested_at else ""
+    lines = [title, "", f"**Verdict: {verdict.verdict}.** Pipeline `{fitted.pipeline_id}`"
+             + (f" ([open in Ionworks]({link}))" if link else "") + f", {when}fitted {fitted.created_at:%Y-%m-%d %H:%M} UTC.",
+             "", "## Values", "", markdown_table(values_rows(fitted, verdict)),
+             f"Changes against the first test ({verdict.baseline_test}) and the previous one "
+             f"({verdict.previous_test or 'none'}); a parameter drifts beyond {verdict.drift_threshold:.0%}.",
+             "", f"## Fit quality (flag above {format_mv(verdict.rmse_threshold_mv)})", "",
+             f"RMSE per objective: {rmse_text(fitted.rmse_mv)}."]
+    if verdict.drifted:
+        lines += ["", "Drifted: " + ", ".join(verdict.drifted)]
+    if len(history) > 1:
+        lines += ["", "## Trajectory", "", png_markdown(render_trend_plot(history), "trend"), "", markdown_table(rows)]
+    if fit_png is not None:
+        lines += ["", "## Fit against data", "", png_markdown(fit_png, "fit vs data")]
     if image_path:
         lines += ["", f"Plot file: `{image_path}`"]
     if fitted.measurement_ids:
@@ -128,68 +95,109 @@ def _report(fitted: FittedParameterSet, drift: pl.DataFrame, drifted: list[str],
     return "\n".join(lines) + "\n"
 
 
-def _ui_url(artifact_id: Any) -> str | None:
-    base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/artifacts/artifact/{artifact_id}" if base else None
+def _fit_png(client: Any, fitted: FittedParameterSet) -> bytes | None:
+    series: dict[str, dict[str, list]] = {}
+    for element in dict.fromkeys(p.element for p in fitted.parameters if p.element):
+        series.update(fit_series(client, fitted.pipeline_id, element))
+    return render_fit_plot(series) if series else None
 
 
 @ionworks_task(
     name="Publish fitted parameter set",
-    description="Publish a fit as Prefect artifacts (table, report with plot and drift, link) and lineage events.",
+    description="Publish a fit as Prefect artifacts (values, report with plots, history) and its lineage.",
 )
 def publish_parameter_set(
     parameter_set: FittedParameterSet,
     credentials: CredentialsArg = None,
     *,
-    previous: Previous = "latest",
+    history: Sequence[FittedParameterSet] = (),
     drift_threshold: float = 0.05,
+    rmse_threshold_mv: float = 20.0,
     image_dir: str | Path | None = None,
     plot: bool = True,
 ) -> PublishedArtifacts:
-    """Publish ``parameter_set`` for its cell and report drift against ``previous`` (default: last published).
+    """Publish a fitted set, judged against the cell's earlier fits, as Prefect artifacts.
 
-    Emits ``ionworks.parameters.drifted`` when any parameter moved more than ``drift_threshold`` (relative),
-    and materialises the cell's parameter-set asset. ``image_dir`` also writes the fit plot as a PNG file.
+    Args:
+        parameter_set: The newest fit of one cell.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the environment.
+        history: The cell's earlier fits, oldest first (the first is the baseline); empty for a first fit.
+        drift_threshold: Relative change against the baseline or the previous fit that flags a parameter.
+        rmse_threshold_mv: Worst objective RMSE (mV) above which the fit is flagged as degraded.
+        image_dir: Also write the fit plot there as a PNG file.
+        plot: Render the fit plot (reads the fit's series from Ionworks).
 
-    Example:
-        >>> published = publish_parameter_set(fitted, drift_threshold=0.1)
+    Returns:
+        The artifact keys and ids, the plot file, the verdict and the drifted parameters.
+
+    Raises:
+        IonworksRequestError: Ionworks refused the pipeline-link request.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import FittedParameterSet, publish_parameter_set, run_pipeline
+
+        @flow
+        async def fit_and_publish(config: dict):
+            result = await run_pipeline(config)
+            publish_parameter_set(FittedParameterSet.from_pipeline_result(result, cell="NMC811/cell-7"))
+        ```
     """
-    block = resolve_credentials(credentials)
-    client = block.get_client()
-    cell_slug = slug(parameter_set.cell or parameter_set.pipeline_id)
-    key, variable = f"fitted-parameters-{cell_slug}", f"fitted_parameters_{cell_slug.replace('-', '_')}"
-    before = _previous_from_artifact(key, variable) if previous == "latest" else previous
-    drift = parameter_set.diff(before)
-    drifted = drift.filter(pl.col("relative_change").abs() > drift_threshold)["parameter"].to_list()
+    client = resolve_credentials(credentials).get_client()
+    sets = [*history, parameter_set]
+    verdicts = history_verdicts(sets, drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+    verdict = assess_fit(sets, drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+    key = artifact_key(parameter_set.cell or parameter_set.pipeline_id)
     link = call("pipeline link", client.urls.pipeline, parameter_set.pipeline_id)
-
-    png = image_path = None
-    if plot:
-        series: dict[str, dict[str, list]] = {}
-        for element in dict.fromkeys(p.element for p in parameter_set.parameters if p.element):
-            series.update(fit_series(client, parameter_set.pipeline_id, element))
-        png = render_fit_plot(series) if series else None
+    png = _fit_png(client, parameter_set) if plot else None
+    image_path = None
     if png is not None and image_dir is not None:
         path = Path(image_dir) / f"{key}-{parameter_set.pipeline_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
         image_path = str(path.resolve())
-
-    table = parameter_set.to_polars().join(drift.select("parameter", "previous", "relative_change"),
-                                           on="parameter", how="left")
+    rows = history_rows(sets, verdicts)
+    summary = summary_line(parameter_set, verdict)
     ids = [
-        create_table_artifact(table.to_dicts(), key=key, description=f"Fitted parameters, pipeline {parameter_set.pipeline_id}"),
-        create_markdown_artifact(_report(parameter_set, drift, drifted, drift_threshold, link, png, image_path),
-                                 key=f"{key}-report", description=f"Fit report for {parameter_set.cell}"),
-        create_link_artifact(link, link_text=f"Ionworks pipeline {parameter_set.pipeline_id}", key=f"{key}-pipeline"),
+        create_table_artifact(values_rows(parameter_set, verdict), key=key, description=summary),
+        create_markdown_artifact(_report(parameter_set, verdict, sets, rows, link, png, image_path),
+                                 key=f"{key}-report", description=summary),
+        create_table_artifact(rows, key=f"{key}-history",
+                              description=f"{parameter_set.cell}: {len(sets)} fitted test(s), newest {summary}"),
     ]
-    Variable.set(variable, {"pipeline_id": parameter_set.pipeline_id, "created_at": parameter_set.created_at.isoformat(),
-                            "table_artifact_id": str(ids[0])}, overwrite=True, _sync=True)
-    emit_parameter_set_published(block.api_url, parameter_set.cell or cell_slug, parameter_set.pipeline_id,
-                                 {"costs": parameter_set.costs, "values": parameter_set.values})
-    if drifted:
-        emit_parameters_drifted(parameter_set.cell or cell_slug, parameter_set.pipeline_id,
-                                {r["parameter"]: r["relative_change"] for r in drift.filter(pl.col("parameter").is_in(drifted)).to_dicts()})
-    return PublishedArtifacts(table_key=key, report_key=f"{key}-report", link_key=f"{key}-pipeline",
+    emit_parameter_set_published(client, parameter_set)
+    return PublishedArtifacts(table_key=key, report_key=f"{key}-report", history_key=f"{key}-history",
                               image_path=image_path, artifact_ids=[str(i) for i in ids],
-                              ui_urls=[u for u in map(_ui_url, ids) if u], drifted=drifted)
+                              ui_urls=[u for i in ids if (u := ui_link(f"artifacts/artifact/{i}"))],
+                              verdict=verdict.verdict, drifted=verdict.drifted)
+
+
+@task(name="Note unchanged parameters", cache_policy=NO_CACHE)
+def publish_unchanged(latest: FittedParameterSet) -> str:
+    """Publish a short note on the current run: nothing new since the newest fit, and where its report is.
+
+    Args:
+        latest: The cell's newest fitted set.
+
+    Returns:
+        The note's markdown.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect.artifacts import publish_unchanged
+
+        @flow
+        def quiet_night(latest):
+            publish_unchanged(latest)
+        ```
+    """
+    key = artifact_key(latest.cell or latest.pipeline_id)
+    report = ui_link(f"artifacts/key/{key}-report")
+    since = f"{latest.created_at:%Y-%m-%d %H:%M} UTC"
+    text = (f"**{latest.cell}: unchanged since {since}.** No new test to fit; newest fit "
+            f"{summary_line(latest, None)} (pipeline `{latest.pipeline_id}`). See the report "
+            + (f"[{key}-report]({report})." if report else f"`{key}-report`."))
+    create_markdown_artifact(text, description=f"{latest.cell}: unchanged since {since}")
+    return text

@@ -1,11 +1,14 @@
 """Prefect events and asset lineage for Ionworks work.
 
-Events: ``ionworks.measurement.uploaded``, ``ionworks.pipeline.completed`` / ``ionworks.pipeline.failed``,
-``ionworks.parameters.drifted``. Resource ids look like ``ionworks.pipeline.<id>``.
+Events: ``ionworks.measurement.uploaded``, ``ionworks.pipeline.completed`` / ``ionworks.pipeline.failed``, and
+per new fit ``ionworks.parameters.drifted`` / ``ionworks.fit.degraded`` on the cell (``ionworks.cell.<instance
+id>``, payload: cell, test, values, changes, RMSE; see :meth:`FitVerdict.event_payload`). Resource ids are
+Ionworks object ids (``ionworks.pipeline.<id>``), never the API's host.
 
-Assets (remote materialisations, emitted like prefect-dbt does for dbt Cloud): cycler file
-(``file://...``) → measurement (``ionworks://<host>/measurement/<id>``) → pipeline
-(``ionworks://<host>/pipeline/<id>``) → parameter set (``ionworks://<host>/parameter-set/<cell-slug>``).
+Assets (remote materialisations, emitted like prefect-dbt does for dbt Cloud), keyed by the Ionworks
+organization (when set) and project, so a change of API host or port keeps the lineage: cycler file
+(``file://...``) → measurement (``ionworks://project/<project>/measurement/<id>``) → pipeline
+(``.../pipeline/<id>``) → parameter set (``.../parameter-set/<cell-slug>``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from prefect.assets import Asset, AssetProperties
 from prefect.context import AssetContext
@@ -33,25 +36,32 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unnamed"
 
 
-def _host(api_url: str) -> str:
-    return urlparse(api_url).netloc or "ionworks"
+def asset_scope(client: Any) -> str:
+    """``[organization/<org>/]project/<project>`` of an Ionworks client: the stable part of every asset key.
+
+    Example:
+        >>> asset_scope(Ionworks(project_id="p1"))
+        'project/p1'
+    """
+    org = getattr(client, "organization_id", None)
+    return (f"organization/{org}/" if org else "") + f"project/{getattr(client, 'project_id', None) or 'default'}"
 
 
-def measurement_asset(api_url: str, measurement_id: str, name: str | None = None) -> Asset:
+def measurement_asset(scope: str, measurement_id: str, name: str | None = None) -> Asset:
     """The asset of an Ionworks measurement."""
     props = AssetProperties(name=name) if name else None
-    return Asset(key=f"ionworks://{_host(api_url)}/measurement/{measurement_id}", properties=props)
+    return Asset(key=f"ionworks://{scope}/measurement/{measurement_id}", properties=props)
 
 
-def pipeline_asset(api_url: str, pipeline_id: str, url: str | None = None) -> Asset:
+def pipeline_asset(scope: str, pipeline_id: str, url: str | None = None) -> Asset:
     """The asset of an Ionworks pipeline run."""
     props = AssetProperties(url=url) if url else None
-    return Asset(key=f"ionworks://{_host(api_url)}/pipeline/{pipeline_id}", properties=props)
+    return Asset(key=f"ionworks://{scope}/pipeline/{pipeline_id}", properties=props)
 
 
-def parameter_set_asset(api_url: str, cell: str) -> Asset:
+def parameter_set_asset(scope: str, cell: str) -> Asset:
     """The asset of the fitted parameter set of one cell (one asset, a new materialisation per fit)."""
-    return Asset(key=f"ionworks://{_host(api_url)}/parameter-set/{slug(cell)}",
+    return Asset(key=f"ionworks://{scope}/parameter-set/{slug(cell)}",
                  properties=AssetProperties(name=f"Fitted parameters: {cell}"))
 
 
@@ -78,11 +88,11 @@ def _related(role: str, ids: Iterable[str]) -> list[dict[str, str]]:
     return [{"prefect.resource.id": f"ionworks.{role}.{i}", "prefect.resource.role": role} for i in ids]
 
 
-def emit_measurement_uploaded(api_url: str, measurement: Any) -> None:
+def emit_measurement_uploaded(client: Any, measurement: Any) -> None:
     """Emit ``ionworks.measurement.uploaded`` and the measurement's asset materialisation (from its file).
 
     Example:
-        >>> emit_measurement_uploaded(credentials.api_url, uploaded)
+        >>> emit_measurement_uploaded(client, uploaded)
     """
     emit_event(
         event="ionworks.measurement.uploaded",
@@ -94,15 +104,15 @@ def emit_measurement_uploaded(api_url: str, measurement: Any) -> None:
                  "digest": measurement.digest, "created": measurement.created},
     )
     upstream = [file_asset(measurement.source_file)] if measurement.source_file else []
-    _materialize(measurement_asset(api_url, measurement.id, measurement.name), upstream,
+    _materialize(measurement_asset(asset_scope(client), measurement.id, measurement.name), upstream,
                  {"row_count": measurement.row_count, "digest": measurement.digest})
 
 
-def emit_pipeline_finished(api_url: str, run: Any, measurement_ids: Iterable[str] = ()) -> None:
+def emit_pipeline_finished(client: Any, run: Any, measurement_ids: Iterable[str] = ()) -> None:
     """Emit ``ionworks.pipeline.completed`` or ``.failed``; a completed run also materialises its asset.
 
     Example:
-        >>> emit_pipeline_finished(credentials.api_url, final_run, ["6b0e..."])
+        >>> emit_pipeline_finished(client, final_run, ["6b0e..."])
     """
     ids = list(measurement_ids)
     emit_event(
@@ -113,28 +123,36 @@ def emit_pipeline_finished(api_url: str, run: Any, measurement_ids: Iterable[str
         payload={"status": run.status, "error": run.error, "config_hash": run.config_hash},
     )
     if not run.is_failed:
-        _materialize(pipeline_asset(api_url, run.id, run.url),
-                     [measurement_asset(api_url, i) for i in ids], {"status": run.status})
+        scope = asset_scope(client)
+        _materialize(pipeline_asset(scope, run.id, run.url),
+                     [measurement_asset(scope, i) for i in ids], {"status": run.status})
 
 
-def emit_parameter_set_published(api_url: str, cell: str, pipeline_id: str, summary: dict[str, Any]) -> None:
-    """Materialise the cell's parameter-set asset from the pipeline that fitted it.
-
-    Example:
-        >>> emit_parameter_set_published(credentials.api_url, "cell-7", run.id, {"cost": 0.01})
-    """
-    _materialize(parameter_set_asset(api_url, cell), [pipeline_asset(api_url, pipeline_id)], summary)
-
-
-def emit_parameters_drifted(cell: str, pipeline_id: str, drifted: dict[str, float]) -> None:
-    """Emit ``ionworks.parameters.drifted`` with the relative change of each drifted parameter.
+def emit_parameter_set_published(client: Any, fitted: Any) -> None:
+    """Materialise the cell's parameter-set asset from the pipeline that fitted it (values and RMSE as payload).
 
     Example:
-        >>> emit_parameters_drifted("cell-7", run.id, {"Negative particle diffusivity [m2.s-1]": 0.31})
+        >>> emit_parameter_set_published(client, fitted)
     """
-    emit_event(
-        event="ionworks.parameters.drifted",
-        resource={"prefect.resource.id": f"ionworks.parameter-set.{slug(cell)}", "prefect.resource.name": cell},
-        related=_related("pipeline", [pipeline_id]),
-        payload={"relative_change": drifted},
-    )
+    scope = asset_scope(client)
+    _materialize(parameter_set_asset(scope, fitted.cell or fitted.pipeline_id),
+                 [pipeline_asset(scope, fitted.pipeline_id)],
+                 {"test": fitted.test, "values": fitted.values, "rmse_mv": fitted.rmse_mv})
+
+
+def emit_fit_verdict(cell_instance_id: str, verdict: Any) -> None:
+    """Emit ``ionworks.parameters.drifted`` and/or ``ionworks.fit.degraded`` for a new fit's verdict.
+
+    The resource is the cell (``ionworks.cell.<instance id>``, named by its label); the payload is
+    :meth:`FitVerdict.event_payload`, enough for an automation to act without another query.
+
+    Example:
+        >>> emit_fit_verdict(instance_id, assess_fit(history))
+    """
+    resource = {"prefect.resource.id": f"ionworks.cell.{cell_instance_id}",
+                "prefect.resource.name": verdict.cell or cell_instance_id, "ionworks.test": verdict.test or ""}
+    for event, flagged in (("ionworks.parameters.drifted", bool(verdict.drifted)),
+                           ("ionworks.fit.degraded", verdict.degraded)):
+        if flagged:
+            emit_event(event=event, resource=resource, related=_related("pipeline", [verdict.pipeline_id]),
+                       payload=verdict.event_payload())

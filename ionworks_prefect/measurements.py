@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from collections.abc import Iterable
 from typing import Any, Optional, Union
@@ -61,6 +62,10 @@ def resolve_cell_instance(client: Ionworks, cell: CellArg) -> str:
     return instance.id
 
 
+def _iso(value: datetime | str) -> str:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def _digest_tag(digest: str) -> str:
     return DIGEST_TAG_PREFIX + digest[:DIGEST_TAG_LENGTH]
 
@@ -115,6 +120,7 @@ def store_measurement(
     notes: str | None = None,
     tags: Iterable[str] = (),
     data_type: str | None = None,
+    start_time: datetime | str | None = None,
     force: bool = False,
     reader: str | None = None,
     processing_timeout: float = 600.0,
@@ -160,7 +166,8 @@ def store_measurement(
         return found
     detail: dict[str, Any] = {
         "measurement": {"name": name, "tags": [_digest_tag(digest), *tags],
-                        **({"notes": notes} if notes else {}), **({"data_type": data_type} if data_type else {})},
+                        **({"notes": notes} if notes else {}), **({"data_type": data_type} if data_type else {}),
+                        **({"start_time": _iso(start_time)} if start_time else {})},
         "time_series": frame,
     }
     if steps is not None:
@@ -194,6 +201,7 @@ def upload_measurement(
     notes: str | None = None,
     tags: list[str] | None = None,
     data_type: str | None = None,
+    start_time: datetime | str | None = None,
     force: bool = False,
     reader: str | None = None,
     processing_timeout: float = 600.0,
@@ -205,7 +213,8 @@ def upload_measurement(
     validated with the official client's rules before anything is sent (:class:`InvalidMeasurementError`
     names file, column and row). Re-uploading the same data under the same name returns the existing
     measurement (``created=False``); the same name with different data raises :class:`MeasurementNameTaken`
-    unless ``force=True``, which replaces it. If the server cannot process the upload, the measurement is
+    unless ``force=True``, which replaces it. ``start_time`` (when the test ran) and ``rpt:<label>`` /
+    ``efc:<cycles>`` tags place the measurement in the cell's test history (see ``gather_cell_tests``). If the server cannot process the upload, the measurement is
     deleted and :class:`MeasurementProcessingFailed` carries the server's reason.
 
     Limits: identity is the digest stored as a measurement tag; measurements uploaded by other tools are
@@ -214,10 +223,10 @@ def upload_measurement(
     Example:
         >>> ref = upload_measurement("runs/rpt0.csv", CellTarget(specification="NMC811", instance="cell-7"))
     """
-    block = resolve_credentials(credentials)
+    client = resolve_credentials(credentials).get_client()
     uploaded = store_measurement(
-        block.get_client(), data, cell, name, steps=steps, notes=notes, tags=tags or (), data_type=data_type,
+        client, data, cell, name, steps=steps, notes=notes, tags=tags or (), data_type=data_type, start_time=start_time,
         force=force, reader=reader, processing_timeout=processing_timeout,
     )
-    emit_measurement_uploaded(block.api_url, uploaded)
+    emit_measurement_uploaded(client, uploaded)
     return uploaded

@@ -39,6 +39,28 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def validation_rmse_mv(result: PipelineResult) -> dict[str, float]:
+    """Voltage RMSE per objective, in mV, from the result's validation elements (``ValidationResult``).
+
+    Reads ``summary_stats`` (``{objective: {statistic: value}}``, in volts), the field ``ionworks_schema``'s
+    ``ValidationResult`` defines; the statistic is matched by name (``RMSE``, any case).
+
+    Example:
+        >>> validation_rmse_mv(result)
+        {'RPT 3 1C': 12.4}
+    """
+    rmse: dict[str, float] = {}
+    for name, summary in result.elements.items():
+        raw = result.element_results.get(name)
+        if (summary.element_type or "").lower() != "validation" or not isinstance(raw, dict):
+            continue
+        for objective, stats in (raw.get("summary_stats") or {}).items():
+            value = next((v for k, v in (stats or {}).items() if str(k).lower() == "rmse"), None)
+            if _number(value) is not None:
+                rmse[objective] = 1000.0 * float(value)
+    return rmse
+
+
 class FittedParameterSet(BaseModel):
     """The parameters a pipeline fitted for one cell, with bounds, costs and provenance.
 
@@ -54,8 +76,13 @@ class FittedParameterSet(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     parameters: list[FittedParameter] = Field(description="Fitted parameters, in fit order.")
     fixed_values: dict[str, float] = Field(default_factory=dict, description="Other numeric pipeline values.")
-    costs: dict[str, float] = Field(default_factory=dict, description="Final cost per objective (or fit element).")
+    costs: dict[str, float] = Field(default_factory=dict, description="Final cost of each fit element.")
+    rmse_mv: dict[str, float] = Field(default_factory=dict,
+                                      description="Voltage RMSE per objective in mV, from the pipeline's validation.")
     measurement_ids: list[str] = Field(default_factory=list, description="Measurements the fit used (db: refs).")
+    test: Optional[str] = Field(default=None, description="The reference performance test this set was fitted to.")
+    tested_at: Optional[datetime] = Field(default=None, description="When that test ran.")
+    equivalent_full_cycles: Optional[float] = Field(default=None, description="The cell's throughput at the test.")
 
     @property
     def values(self) -> dict[str, float]:
@@ -64,9 +91,10 @@ class FittedParameterSet(BaseModel):
 
     @classmethod
     def from_pipeline_result(cls, result: PipelineResult, *, cell: str | None = None,
-                             config: dict[str, Any] | None = None) -> FittedParameterSet:
+                             config: dict[str, Any] | None = None, **test_fields: Any) -> FittedParameterSet:
         """Build from a pipeline result; bounds come from the submitted config (``result.config`` or ``config``).
 
+        ``test_fields`` (``test``, ``tested_at``, ``equivalent_full_cycles``) say which test the set describes.
         Raises :class:`ParameterSetError` when the pipeline fitted nothing.
 
         Example:
@@ -74,33 +102,30 @@ class FittedParameterSet(BaseModel):
         """
         config = config or result.config or {}
         elements = config.get("elements") or {}
-        parameters: list[FittedParameter] = []
+        parameters: dict[str, FittedParameter] = {}  # a later stage refitting a parameter supersedes earlier ones
         costs: dict[str, float] = {}
-        fits = result.fit_elements()
-        for name, summary in fits.items():
-            raw = result.element_results.get(name) or {}
+        for name, summary in result.fit_elements().items():
             specs = (elements.get(name) or {}).get("parameters") or {p: {} for p in summary.parameter_values}
             for pname, spec in specs.items():
                 value = _number(result.parameter_values.get(pname, summary.parameter_values.get(pname)))
                 if value is None:
                     continue
                 bounds = list(spec.get("bounds") or [None, None]) + [None, None]
-                parameters.append(FittedParameter(name=pname, value=value, lower_bound=_number(bounds[0]),
-                                                  upper_bound=_number(bounds[1]),
-                                                  initial_value=_number(spec.get("initial_value")), element=name))
-            by_objective = raw.get("costs_by_objective") if isinstance(raw.get("costs_by_objective"), dict) else {}
-            prefix = f"{name}." if len(fits) > 1 else ""
-            costs.update({f"{prefix}{k}": float(v) for k, v in by_objective.items() if _number(v) is not None})
-            if not by_objective and summary.cost is not None:
+                parameters.pop(pname, None)
+                parameters[pname] = FittedParameter(name=pname, value=value, lower_bound=_number(bounds[0]),
+                                                    upper_bound=_number(bounds[1]),
+                                                    initial_value=_number(spec.get("initial_value")), element=name)
+            if summary.cost is not None:
                 costs[name] = float(summary.cost)
         if not parameters:
             raise ParameterSetError(f"Pipeline {result.pipeline_id} has no fitted parameters")
-        fitted = {p.name for p in parameters}
+        fitted = set(parameters)
         fixed = {k: v for k, raw in result.parameter_values.items()
                  if k not in fitted and (v := _number(raw)) is not None}
         created = datetime.fromisoformat(result.completed_at) if result.completed_at else datetime.now(timezone.utc)
-        return cls(pipeline_id=result.pipeline_id, cell=cell, created_at=created, parameters=parameters,
-                   fixed_values=fixed, costs=costs, measurement_ids=referenced_measurements(config))
+        return cls(pipeline_id=result.pipeline_id, cell=cell, created_at=created, parameters=list(parameters.values()),
+                   fixed_values=fixed, costs=costs, rmse_mv=validation_rmse_mv(result),
+                   measurement_ids=referenced_measurements(config), **test_fields)
 
     def to_polars(self) -> pl.DataFrame:
         """One row per fitted parameter: name, value, bounds, initial value, element, at_bound.

@@ -211,7 +211,7 @@ async def await_pipeline(
         max_wait_seconds=max_wait_seconds, schedule=schedule,
     )
     run = run_from_record(final.raw, url=_url(client, pipeline_id), config_hash=config_hash)
-    emit_pipeline_finished(client.api_url, run, measurement_ids or [])
+    emit_pipeline_finished(client, run, measurement_ids or [])
     return run
 
 

@@ -191,10 +191,11 @@ class PublishedArtifacts(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    table_key: str
-    report_key: str
-    link_key: Optional[str] = None
+    table_key: str = Field(description="Table of the newest values (one version per fit).")
+    report_key: str = Field(description="Markdown report: values, changes, verdict, fit and trend plots.")
+    history_key: str = Field(description="Table with one row per fitted test.")
     image_path: Optional[str] = None
     artifact_ids: list[str] = Field(default_factory=list)
     ui_urls: list[str] = Field(default_factory=list)
+    verdict: Optional[str] = Field(default=None, description="The newest fit's verdict (ok, drifted, degraded...).")
     drifted: list[str] = Field(default_factory=list, description="Parameters whose change exceeded the threshold.")

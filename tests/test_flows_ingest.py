@@ -95,13 +95,13 @@ async def test_new_data_starts_a_refit_inline_or_through_the_deployment(client, 
     report = await ingest_cycler_data(cell=cell, files=str(tmp_path / "rpt-new.csv"), refit=True)
     label = f"{cell['specification']}/{cell['instance']}"
     assert report.refit_flow_run_id
-    assert len(client.pipeline.list(description=f"ilike.%Nightly refit of {label};%")) == 1
+    assert len(client.pipeline.list(description=f"ilike.%Refit of {label}, test rpt-new %")) == 1
 
-    deployment_id = await (await nightly_refit.to_deployment(name="nightly-refit")).apply()
+    deployment_id = await (await nightly_refit.to_deployment(name="refit-cell")).apply()
     synthetic(seed=22).write_csv(tmp_path / "rpt-newer.csv")
     report = await ingest_cycler_data(cell=cell, files=str(tmp_path / "rpt-newer.csv"), refit=True,
-                                      refit_deployment="nightly-refit/nightly-refit")
+                                      refit_deployment="nightly-refit/refit-cell")
     async with get_client() as prefect:
         run = await prefect.read_flow_run(report.refit_flow_run_id)
     assert run.deployment_id == deployment_id
-    assert run.parameters["cell"] == cell and run.parameters["specification"] is None
+    assert run.parameters == {"cell": cell}

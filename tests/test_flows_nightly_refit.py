@@ -1,111 +1,141 @@
-"""The nightly_refit flow against the sandbox: fit, publish, files; unchanged data submits nothing; new data refits
-and flags drift; a pipeline file with a per-measurement objective over a whole specification."""
+"""The nightly_refit flow against the sandbox: one fit per test, an unchanged night submits nothing, a drifted test
+raises the event at that test and not before, history rebuilt from Ionworks alone, joint fits and pipeline files."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from datetime import datetime, timedelta, timezone
+from functools import cache
 
 import pytest
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
-from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
+from ionworks_prefect import CellTarget, parameter_history, upload_measurement
+from ionworks_prefect.artifacts import artifact_key
+from ionworks_prefect.cell_tests import MeasurementRef
+from ionworks_prefect.events import slug
 from ionworks_prefect.flows.nightly_refit import (
     DN,
     EACH_MEASUREMENT,
+    JOINT_TEST,
     FitRange,
-    MeasurementRef,
     NoMeasurements,
     default_pipeline,
     nightly_refit,
     pipeline_from_file,
+    with_validation,
 )
-from ionworks_prefect import CellTarget, upload_measurement
-from ionworks_prefect.events import slug
 
 from .measurement_frames import unique
-from .pipeline_configs import TRUE, synthetic
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
 DN_ONLY = {DN: FitRange(initial_value=2e-14, bounds=(1e-14, 1e-13))}
+START = datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc)
+TRUE_DN = 5.0e-14
 
 
-def _pipeline_count(client, cell_label: str) -> int:
-    """Pipelines the refits of one cell submitted (their description names the cell)."""
-    return len(client.pipeline.list(description=f"ilike.%Nightly refit of {cell_label};%", limit=1000))
+def _refits(client, instance_id: str) -> list:
+    """Refit pipelines of one cell instance (their description carries its fit marker)."""
+    return list(client.pipeline.list(description=f"ilike.%iwp-fit:{instance_id} %", limit=1000))
 
 
-def _drift_events(cell_label: str, timeout: float = 15.0) -> list:
-    """Drift events of one cell's parameter set (blocking; call from a worker thread)."""
+def _verdict_events(name: str, instance_id: str, count: int, timeout: float = 20.0) -> list:
+    """Events ``name`` on one cell, polled until ``count`` arrived (blocking; call from a worker thread)."""
     EventsWorker.drain_all()
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as prefect:
         while True:
-            page = prefect.read_events(EventFilter(
-                event=EventNameFilter(name=["ionworks.parameters.drifted"]),
-                resource=EventResourceFilter(id=[f"ionworks.parameter-set.{slug(cell_label)}"])), limit=10)
-            if page.events or time.monotonic() > deadline:
+            page = prefect.read_events(EventFilter(event=EventNameFilter(name=[name]),
+                                                   resource=EventResourceFilter(id=[f"ionworks.cell.{instance_id}"])),
+                                       limit=20)
+            if len(page.events) >= count or time.monotonic() > deadline:
                 return page.events
             time.sleep(0.5)
+
+
+@cache
+def discharge(dn: float = TRUE_DN, seed: int = 1, c_rate: float = 1.0):
+    """An SPMe discharge with 1 mV noise; only Dn differs from Chen2020, so a Dn-only fit can match it."""
+    from ionworks_sandbox.compute.synthetic import synthetic_discharge
+
+    return synthetic_discharge({DN: dn}, c_rates=(c_rate,), model="SPMe", noise_v=0.001, seed=seed)
+
+
+def _upload_rpt(cell: CellTarget, label: str, frame, days: int):
+    return upload_measurement.fn(frame, cell, f"{label} 1C", tags=[f"rpt:{label}", f"efc:{days * 2}"],
+                                 start_time=START + timedelta(days=days))
 
 
 def test_default_pipeline_has_one_objective_per_measurement_with_unique_names():
     refs = [MeasurementRef(id=f"m{i}-0000000", name=name, cell_instance_id="c", version="v")
             for i, name in enumerate(["rpt", "rpt", "hppc"])]
-    fit = default_pipeline(refs, DN_ONLY, "SPMe")["elements"]["fit"]
+    config = with_validation(default_pipeline(refs, DN_ONLY, "SPMe"))
+    fit, validate = config["elements"]["fit"], config["elements"]["validate"]
     assert list(fit["objectives"]) == ["rpt (m0-00000)", "rpt (m1-00000)", "hppc"]
     assert [o["data"] for o in fit["objectives"].values()] == ["db:m0-0000000", "db:m1-0000000", "db:m2-0000000"]
     assert fit["parameters"][DN]["bounds"] == [1e-14, 1e-13]
     assert fit["cost"] == {"normalization": "identity", "type": "RMSE"}
     assert fit["optimizer"]["type"] == "DifferentialEvolution"
+    assert validate["element_type"] == "validation" and validate["objectives"] == fit["objectives"]
+    assert with_validation(config) == config
 
 
-async def test_refit_publishes_then_skips_unchanged_data_then_refits_and_flags_drift(client, tmp_path):
-    cell = {"specification": unique("refit-spec"), "instance": unique("cell")}
-    label = f"{cell['specification']}/{cell['instance']}"
-    upload_measurement.fn(synthetic(), CellTarget(**cell), "rpt-1C")
+async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_moved(client, tmp_path):
+    cell = CellTarget(specification=unique("refit-spec"), instance=unique("cell"))
+    label = f"{cell.specification}/{cell.instance}"
+    first = _upload_rpt(cell, "RPT 0", discharge(seed=1), days=0)
+    instance_id = first.cell_instance_id
+    _upload_rpt(cell, "RPT 1", discharge(seed=2), days=30)
 
-    first = await nightly_refit(cell=cell, parameters=DN_ONLY, output_dir=str(tmp_path))
-    assert first.values[DN] == pytest.approx(TRUE[DN], rel=0.05)
-    assert first.cell == label
-    written = sorted(p.name for p in tmp_path.iterdir())
-    assert f"{slug(label)}.json" in written and f"{slug(label)}.bpx.json" in written
-    assert any(name.endswith(".png") for name in written)
-    assert json.loads((tmp_path / f"{slug(label)}.json").read_text())["pipeline_id"] == first.pipeline_id
-    table = await Artifact.aget(f"fitted-parameters-{slug(label)}")
-    assert table is not None and DN in str(table.data)
+    fitted = await nightly_refit(cell=cell, parameters=DN_ONLY, output_dir=str(tmp_path))
+    assert len(_refits(client, instance_id)) == 2, "one pipeline per test"
+    assert (fitted.test, fitted.cell) == ("RPT 1", label)
+    assert fitted.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
+    assert set(fitted.rmse_mv) == {"RPT 1 1C"} and 0.5 < fitted.rmse_mv["RPT 1 1C"] < 3.0
+    assert (tmp_path / f"{slug(label)}.json").exists()
+    assert not await asyncio.to_thread(_verdict_events, "ionworks.parameters.drifted", instance_id, 1, 2.0)
 
-    before = _pipeline_count(client, label)
-    assert before == 1
     again = await nightly_refit(cell=cell, parameters=DN_ONLY)
-    assert _pipeline_count(client, label) == before, "unchanged data must submit nothing"
-    assert (again.pipeline_id, again.values) == (first.pipeline_id, first.values)
-    assert not await asyncio.to_thread(_drift_events, label, 1.0)
+    assert len(_refits(client, instance_id)) == 2, "an unchanged night submits nothing"
+    assert (again.pipeline_id, again.values) == (fitted.pipeline_id, fitted.values)
 
-    faster_anode = synthetic_with(DN, TRUE[DN] * 3)
-    upload_measurement.fn(faster_anode, CellTarget(**cell), "rpt-1C-later")
-    refitted = await nightly_refit(cell=cell, parameters=DN_ONLY, drift_threshold=0.05)
-    assert _pipeline_count(client, label) == before + 1
-    assert refitted.pipeline_id != first.pipeline_id and len(refitted.measurement_ids) == 2
-    assert abs(refitted.values[DN] / first.values[DN] - 1) > 0.05
-    (event,) = await asyncio.to_thread(_drift_events, label)
-    assert DN in event.payload["relative_change"]
+    _upload_rpt(cell, "RPT 2", discharge(TRUE_DN * 1.5, seed=3), days=60)
+    latest = await nightly_refit(cell=cell, parameters=DN_ONLY, drift_threshold=0.05)
+    assert len(_refits(client, instance_id)) == 3, "only the new test is fitted"
+    assert latest.test == "RPT 2" and latest.values[DN] == pytest.approx(1.5 * TRUE_DN, rel=0.05)
+    (event,) = await asyncio.to_thread(_verdict_events, "ionworks.parameters.drifted", instance_id, 1)
+    payload = event.payload
+    assert (payload["cell"], payload["test"], payload["baseline_test"]) == (label, "RPT 2", "RPT 0")
+    assert payload["change_vs_baseline"][DN] == pytest.approx(0.5, abs=0.08)
+    assert payload["values"][DN] == pytest.approx(latest.values[DN]) and payload["rmse_mv"]["RPT 2 1C"] < 3.0
+
+    history = parameter_history.fn(cell)  # rebuilt from Ionworks alone: no Prefect state is read
+    assert history["test"].to_list() == ["RPT 0", "RPT 1", "RPT 2"]
+    assert history["equivalent_full_cycles"].to_list() == [0.0, 60.0, 120.0]
+    assert history["tested_at"].to_list()[2] == START + timedelta(days=60)
+    assert history[DN].to_list()[2] == pytest.approx(latest.values[DN])
+    assert history["rmse_mv"].max() < 3.0
+    rows = (await Artifact.aget(f"{artifact_key(label)}-history")).data
+    assert "RPT 2" in rows and "drifted" in rows
 
 
-def synthetic_with(name: str, value: float):
-    from ionworks_sandbox.compute.synthetic import synthetic_discharge
+async def test_a_joint_fit_uses_every_measurement_once(client):
+    cell = CellTarget(specification=unique("joint-spec"), instance=unique("cell"))
+    uploaded = [_upload_rpt(cell, f"RPT {i}", discharge(seed=10 + i), days=i) for i in range(2)]
+    fitted = await nightly_refit(cell=cell, parameters=DN_ONLY, joint=True)
+    assert fitted.test == JOINT_TEST and sorted(fitted.measurement_ids) == sorted(u.id for u in uploaded)
+    assert fitted.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
+    assert len(_refits(client, uploaded[0].cell_instance_id)) == 1
 
-    return synthetic_discharge({**TRUE, name: value}, c_rates=(1.0,), model="SPMe", noise_v=0.001, seed=2)
 
-
-async def test_pipeline_file_expands_one_objective_per_measurement_across_a_specification(client, tmp_path):
-    spec = unique("fleet")
-    uploaded = [upload_measurement.fn(synthetic(seed=seed), CellTarget(specification=spec, instance=unique("cell")),
-                                      "rpt-1C") for seed in (3, 4)]
+async def test_pipeline_file_expands_one_objective_per_measurement_of_a_test(client, tmp_path):
+    cell = CellTarget(specification=unique("file-spec"), instance=unique("cell"))
+    uploaded = [upload_measurement.fn(discharge(seed=4, c_rate=rate), cell, f"RPT 0 {rate}C", tags=["rpt:RPT 0"])
+                for rate in (1.0, 0.5)]
     pipeline = tmp_path / "refit-dn.yaml"
     pipeline.write_text(f"""
 elements:
@@ -124,10 +154,10 @@ elements:
     objectives = pipeline_from_file(pipeline, refs)["elements"]["fit"]["objectives"]
     assert [o["data"] for o in objectives.values()] == [f"db:{u.id}" for u in uploaded]
 
-    fitted = await nightly_refit(specification=spec, pipeline_file=str(pipeline))
+    fitted = await nightly_refit(cell=cell, pipeline_file=str(pipeline))
     assert sorted(fitted.measurement_ids) == sorted(u.id for u in uploaded)
-    assert fitted.values[DN] == pytest.approx(TRUE[DN], rel=0.05)
-    assert fitted.cell == spec
+    assert fitted.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
+    assert set(fitted.rmse_mv) == {"RPT 0 1.0C", "RPT 0 0.5C"}
 
 
 async def test_a_cell_without_measurements_fails_clearly(client):
@@ -137,16 +167,13 @@ async def test_a_cell_without_measurements_fails_clearly(client):
     assert state.is_failed()
     with pytest.raises(NoMeasurements, match=f"{spec}/cell-1"):
         await state.result()
-    with pytest.raises(ValueError, match="exactly one"):
-        await nightly_refit(cell="some-instance", specification=spec)
 
 
-async def test_a_deleted_last_fit_is_refitted_not_returned(client):
-    cell = {"specification": unique("refit-spec"), "instance": unique("cell")}
-    upload_measurement.fn(synthetic(seed=5), CellTarget(**cell), "rpt-1C")
+async def test_a_deleted_fit_is_refitted_not_returned(client):
+    cell = CellTarget(specification=unique("refit-spec"), instance=unique("cell"))
+    _upload_rpt(cell, "RPT 0", discharge(seed=5), days=0)
     first = await nightly_refit(cell=cell, parameters=DN_ONLY)
     client.pipeline.delete(first.pipeline_id)
-    with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):  # the fetched result is cached otherwise
-        again = await nightly_refit(cell=cell, parameters=DN_ONLY)
+    again = await nightly_refit(cell=cell, parameters=DN_ONLY)
     assert again.pipeline_id != first.pipeline_id
-    assert again.values[DN] == pytest.approx(TRUE[DN], rel=0.05)
+    assert again.values[DN] == pytest.approx(TRUE_DN, rel=0.05)

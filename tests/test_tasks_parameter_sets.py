@@ -16,7 +16,6 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
-from prefect.variables import Variable
 
 from ionworks_prefect import (
     FittedParameterSet,
@@ -37,14 +36,17 @@ FAST = PollSchedule(first=0.1, factor=1.5, ceiling=1.0)
 
 
 def _result(dn: float, pipeline_id: str = "p-1") -> PipelineResult:
-    fit = {"type": "OptimizationResult", "parameter_values": {DN: dn}, "x": [dn], "fun": 0.002, "cost": 0.002,
-           "costs_by_objective": {"1C": 0.0015, "0.5C": 0.0005}}
+    fit = {"type": "OptimizationResult", "parameter_values": {DN: dn}, "x": [dn], "fun": 0.002, "cost": 0.002}
+    validation = {"type": "ValidationResult", "parameter_values": {},
+                  "summary_stats": {"1C": {"RMSE": 0.0015}, "0.5C": {"RMSE": 0.0005}}}
     return PipelineResult(
         pipeline_id=pipeline_id,
         parameter_values={"Ambient temperature [K]": 298.15, DP: TRUE[DP], DN: dn, "model": {"type": "SPMe"}},
-        element_results={"known": {"parameter_values": {"Ambient temperature [K]": 298.15}}, "fit": fit},
+        element_results={"known": {"parameter_values": {"Ambient temperature [K]": 298.15}}, "fit": fit,
+                         "validate": validation},
         elements={"known": ElementSummary(name="known", element_type="Direct Entry"),
-                  "fit": ElementSummary(name="fit", element_type="Data Fit", cost=0.002, parameter_values={DN: dn})},
+                  "fit": ElementSummary(name="fit", element_type="Data Fit", cost=0.002, parameter_values={DN: dn}),
+                  "validate": ElementSummary(name="validate", element_type="validation")},
         config=fit_pipeline("db:m-1").to_config(),
         completed_at="2026-11-23T10:00:00+00:00",
     )
@@ -55,7 +57,8 @@ def test_from_pipeline_result_keeps_bounds_costs_and_provenance():
     (parameter,) = fitted.parameters
     assert (parameter.name, parameter.value, parameter.lower_bound, parameter.upper_bound) == (DN, 4.9e-14, 1e-14, 1e-13)
     assert parameter.initial_value == 2e-14 and parameter.element == "fit" and not parameter.at_bound
-    assert fitted.costs == {"1C": 0.0015, "0.5C": 0.0005} and fitted.measurement_ids == ["m-1"]
+    assert fitted.costs == {"fit": 0.002} and fitted.measurement_ids == ["m-1"]
+    assert fitted.rmse_mv == pytest.approx({"1C": 1.5, "0.5C": 0.5})
     assert fitted.fixed_values == {"Ambient temperature [K]": 298.15, DP: TRUE[DP]}
     assert fitted.created_at.isoformat() == "2026-11-23T10:00:00+00:00"
     table = fitted.to_polars()
@@ -135,41 +138,43 @@ async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path):
     measurement = upload_measurement.fn(synthetic(), instance_id, "rpt-1C")
 
     @flow
-    async def fit_and_publish(optimizer: str):
+    async def fit_and_publish(optimizer: str, history: list):
         result = await run_pipeline(fit_pipeline(measurement.db_ref, optimizer=optimizer, name=unique("fit")),
                                     poll_schedule=FAST)
-        fitted = FittedParameterSet.from_pipeline_result(result, cell=cell)
-        return fitted, publish_parameter_set(fitted, image_dir=tmp_path, drift_threshold=0.05)
+        fitted = FittedParameterSet.from_pipeline_result(result, cell=cell, test=f"RPT {len(history)}")
+        return fitted, publish_parameter_set(fitted, history=history, image_dir=tmp_path, drift_threshold=0.05)
 
-    first_set, first = await fit_and_publish("dummy")  # initial guess only: 2e-14
-    second_set, second = await fit_and_publish("de")  # the real fit: ~5e-14, a large drift
+    first_set, first = await fit_and_publish("dummy", [])  # initial guess only: 2e-14
+    second_set, second = await fit_and_publish("de", [first_set])  # the real fit: ~5e-14, a large drift
     key = f"fitted-parameters-{cell.lower().replace(' ', '-')}"
-    assert (first.table_key, second.report_key, second.link_key) == (key, f"{key}-report", f"{key}-pipeline")
-    assert first.drifted == [] and second.drifted == [DN]
+    assert (first.table_key, second.report_key, second.history_key) == (key, f"{key}-report", f"{key}-history")
+    assert (first.verdict, first.drifted, second.verdict, second.drifted) == ("baseline", [], "drifted", [DN])
 
     table = Artifact.get(key, _sync=True)
-    rows = json.loads(table.data)
-    assert rows[0]["parameter"] == DN and rows[0]["value"] == pytest.approx(second_set.values[DN])
-    assert rows[0]["previous"] == pytest.approx(2e-14) and rows[0]["relative_change"] > 1.0
+    (row,) = json.loads(table.data)
+    assert row["Parameter"] == "Negative particle diffusivity" and row["Unit"] == "m2.s-1"
+    assert float(row["Value"]) == pytest.approx(second_set.values[DN], rel=1e-3)
+    assert row["vs previous"].startswith("+1") and row["vs previous"].endswith(" %")
+    assert table.description.startswith("RPT 1: Negative particle diffusivity") and "vs baseline" in table.description
+    history = json.loads(Artifact.get(f"{key}-history", _sync=True).data)
+    assert [h["Test"] for h in history] == ["RPT 0", "RPT 1"] and history[1]["Verdict"] == "drifted"
     report = Artifact.get(f"{key}-report", _sync=True).data
-    assert "data:image/png;base64," in report and "Drifted: " + DN in report and "1C" in report
+    assert report.count("data:image/png;base64,") == 2 and "Drifted: " + DN in report and "**Verdict: drifted.**" in report
     assert second.image_path and open(second.image_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    link = re.search(r"\]\((\S+)\)", Artifact.get(f"{key}-pipeline", _sync=True).data)[1]
+    link = re.search(r"\[open in Ionworks\]\(([^)\s]+)\)", report)[1]
     assert link.endswith(f"/pipelines/{second_set.pipeline_id}")
     page = httpx.get(link)  # the link opens the pipeline's page on the sandbox
     assert page.status_code == 200 and f"{second_set.values[DN]:.6g}" in page.text
-    assert (await Variable.aget(key.replace("-", "_")))["pipeline_id"] == second_set.pipeline_id
 
-    drifted = await asyncio.to_thread(_events, "ionworks.parameters.drifted", f"ionworks.parameter-set.{slug(cell)}")
-    assert any(e.payload["relative_change"][DN] > 1.0 for e in drifted)
     assert await asyncio.to_thread(_events, "ionworks.pipeline.completed", f"ionworks.pipeline.{second_set.pipeline_id}")
     assert await asyncio.to_thread(_events, "ionworks.measurement.uploaded", f"ionworks.measurement.{measurement.id}")
+    scope = f"ionworks://project/{client.project_id}"
+
     def lineage_complete(events) -> bool:
         keys = {e.resource.id for e in events}
-        return (any(k.endswith(f"/measurement/{measurement.id}") for k in keys)
-                and any(k.endswith(f"/pipeline/{second_set.pipeline_id}") for k in keys)
-                and any(k.endswith(f"/parameter-set/{slug(cell)}") for k in keys))
+        return {f"{scope}/measurement/{measurement.id}", f"{scope}/pipeline/{second_set.pipeline_id}",
+                f"{scope}/parameter-set/{slug(cell)}"} <= keys
 
-    materialized = await asyncio.to_thread(_events, "prefect.asset.materialization.succeeded", "ionworks://",
+    materialized = await asyncio.to_thread(_events, "prefect.asset.materialization.succeeded", scope,
                                            lineage_complete)
     assert lineage_complete(materialized)

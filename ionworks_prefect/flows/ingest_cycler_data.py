@@ -92,8 +92,7 @@ def _outcome(path: Path, uploaded: Optional[UploadedMeasurement], reason: Option
 
 
 async def _start_refit(cell: Union[str, CellTarget], deployment: Optional[str], credentials: Optional[str]) -> str:
-    parameters: dict[str, Any] = {"cell": cell.model_dump() if isinstance(cell, CellTarget) else cell,
-                                  "specification": None}  # overrides a deployment's whole-specification default
+    parameters: dict[str, Any] = {"cell": cell.model_dump() if isinstance(cell, CellTarget) else cell}
     if deployment:
         run = await run_deployment(deployment, parameters=parameters, timeout=0)
         return str(run.id)
@@ -117,7 +116,7 @@ async def ingest_cycler_data(
     """Upload cycler files for ``cell`` (instance id or ``{"specification", "instance"}``).
 
     With ``refit``, a refit follows when at least one new measurement was stored: the deployment
-    ``refit_deployment`` (e.g. ``"nightly-refit/nightly-refit"``) is started without waiting, or, without
+    ``refit_deployment`` (e.g. ``"nightly-refit/refit-cell"``) is started without waiting, or, without
     one, the ``nightly_refit`` flow runs here as a subflow.
 
     Example:

@@ -1,23 +1,27 @@
-"""Nightly refit: fit a cell's model parameters to all of its measurements and publish them.
+"""Nightly refit: fit each new reference performance test of a cell, judge it, publish the cell's trajectory.
 
-Recipe: gather the cell's measurements -> build the fit pipeline (default: SPMe, one CurrentDriven
-objective per measurement as ``db:<id>``, differential evolution, RMSE; or a YAML/JSON pipeline file)
--> skip when nothing changed since the last run -> run it on Ionworks -> publish the fitted set
-(table, report, drift event when a parameter moved more than ``drift_threshold``).
+Recipe: gather the cell's tests (``gather_cell_tests``) -> read which tests Ionworks already holds a fit for
+(their pipelines carry a fit marker, see :mod:`ionworks_prefect.history`) -> build and run one refit pipeline per
+new test, concurrently -> rebuild the cell's history -> judge each new fit (fit quality, drift against the first
+and the previous test, trend; :mod:`ionworks_prefect.verdicts`) and emit ``ionworks.fit.degraded`` /
+``ionworks.parameters.drifted`` -> publish the newest set and the history.
 
-"Nothing changed" is decided cheaply: the fingerprint of the pipeline and of every measurement's id and
-content digest is kept in a Prefect Variable per cell; a run with the same fingerprint submits nothing
-and returns the previous fit. Beneath that, ``run_pipeline`` reattaches to an identical earlier
-submission instead of submitting again.
+An unchanged night submits nothing: every test already has a fit with its current data and pipeline, so the
+run only publishes a short "unchanged since" note and returns the newest set. ``joint=True`` fits all of the
+cell's measurements together into one set instead.
 
 Example:
-    >>> import asyncio
-    >>> asyncio.run(nightly_refit(cell={"specification": "NMC811 21700", "instance": "cell-7"}))
+    ```python
+    import asyncio
+    from ionworks_prefect.flows import nightly_refit
+
+    asyncio.run(nightly_refit(cell={"specification": "NMC811 21700", "instance": "cell-7"}))
+    ```
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -26,26 +30,31 @@ import ionworks_schema as iws
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.variables import Variable
-from pydantic import BaseModel, Field
+from prefect.runtime import flow_run
+from pydantic import BaseModel
 
 from ionworks_prefect import (
     CellTarget,
     FittedParameterSet,
     IonworksPrefectError,
     ParameterSetError,
-    fetch_pipeline_result,
     publish_parameter_set,
     run_pipeline,
 )
+from ionworks_prefect.artifacts import publish_unchanged
+from ionworks_prefect.cell_tests import CellTest, MeasurementRef, cell_label, gather_cell_tests
 from ionworks_prefect.credentials import resolve_credentials
-from ionworks_prefect.events import slug
-from ionworks_prefect.measurements import DIGEST_TAG_PREFIX
+from ionworks_prefect.events import emit_fit_verdict, slug
+from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
+from ionworks_prefect.retries import ionworks_task
+from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
 DN = "Negative particle diffusivity [m2.s-1]"
 DP = "Positive particle diffusivity [m2.s-1]"
 #: Objective key in a pipeline file that stands for "one objective per measurement".
 EACH_MEASUREMENT = "*"
+VALIDATION_ELEMENT = "validate"
+JOINT_TEST = "all tests (joint fit)"
 
 
 class FitRange(BaseModel):
@@ -70,66 +79,8 @@ class NoMeasurements(IonworksPrefectError):
     """The cell has no time-series measurement to fit."""
 
 
-class MeasurementRef(BaseModel):
-    """A measurement the refit uses; ``version`` changes whenever its data does."""
-
-    id: str
-    name: str
-    cell_instance_id: str
-    version: str = Field(description="Content digest tag, else the last update time.")
-
-
-def cell_label(cell: Union[str, CellTarget, None], specification: Optional[str]) -> str:
-    """The name a refit publishes under: ``spec/instance``, the instance id, or the specification."""
-    if isinstance(cell, CellTarget):
-        spec = cell.specification if isinstance(cell.specification, str) else cell.specification["name"]
-        return f"{spec}/{cell.instance}"
-    return cell or specification or ""
-
-
-def _specification_id(client: Any, specification: str) -> str:
-    found = client.cell_spec.list(name_exact=specification, limit=2)
-    if found:
-        return found[0].id
-    return client.cell_spec.get(specification).id  # not a name: an id (raises a 404 error otherwise)
-
-
-def _instance_ids(client: Any, cell: Union[str, CellTarget, None], specification: Optional[str]) -> list[str]:
-    if isinstance(cell, str):
-        return [cell]
-    if isinstance(cell, CellTarget):
-        spec = cell.specification if isinstance(cell.specification, str) else cell.specification["name"]
-        instances = client.cell_instance.list(_specification_id(client, spec), name_exact=cell.instance, limit=2)
-        if not instances:
-            raise NoMeasurements(f"Cell specification {spec!r} has no instance named {cell.instance!r}")
-        return [instances[0].id]
-    return [i.id for i in client.cell_instance.list(_specification_id(client, specification), limit=1000)]
-
-
-def _version(measurement: Any) -> str:
-    digests = [t for t in (measurement.tags or []) if t.lower().startswith(DIGEST_TAG_PREFIX)]
-    return digests[0] if digests else f"updated:{getattr(measurement, 'updated_at', None) or measurement.id}"
-
-
-@task(name="Gather cell measurements", cache_policy=NO_CACHE)
-def gather_measurements(
-    cell: Union[str, CellTarget, None], specification: Optional[str], credentials: Optional[str] = None
-) -> list[MeasurementRef]:
-    """Time-series measurements of one cell instance (or every instance of a specification), processed ones only.
-
-    Example:
-        >>> gather_measurements("1c4f...", None)
-    """
-    if (cell is None) == (specification is None):
-        raise ValueError("Give exactly one of cell (instance id or CellTarget) and specification")
-    client = resolve_credentials(credentials).get_client()
-    refs = []
-    for instance_id in _instance_ids(client, cell, specification):
-        for m in client.cell_measurement.list(instance_id, measurement_type="time_series", limit=1000,
-                                              order_by="created_at", order="asc"):
-            if m.processing_status in (None, "ready"):
-                refs.append(MeasurementRef(id=m.id, name=m.name, cell_instance_id=instance_id, version=_version(m)))
-    return refs
+class RefitFailed(IonworksPrefectError):
+    """At least one test of the cell could not be fitted (the others were fitted and published)."""
 
 
 def _objective_names(measurements: list[MeasurementRef]) -> list[str]:
@@ -165,7 +116,7 @@ def pipeline_from_file(path: str | Path, measurements: list[MeasurementRef]) -> 
     """
     config = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
     if not isinstance(config, dict):
-        raise ValueError(f"Pipeline file {path} must hold a mapping with 'elements'")
+        raise ParameterSetError(f"Pipeline file {path} must hold a mapping with 'elements'")
     for element in (config.get("elements") or {}).values():
         objectives = element.get("objectives") if isinstance(element, dict) else None
         if isinstance(objectives, dict) and EACH_MEASUREMENT in objectives:
@@ -175,10 +126,77 @@ def pipeline_from_file(path: str | Path, measurements: list[MeasurementRef]) -> 
     return config
 
 
-def refit_fingerprint(config: dict, measurements: list[MeasurementRef]) -> str:
-    """sha256 of the pipeline config and every measurement's id and version."""
-    body = {"config": config, "data": sorted((m.id, m.version) for m in measurements)}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+def with_validation(config: dict) -> dict:
+    """The config with a final ``validation`` element over every data-fit objective (RMSE per objective, V).
+
+    A config that already has a validation element is returned unchanged. The validation's ``summary_stats``
+    give each objective's RMSE in the fitted set (``FittedParameterSet.rmse_mv``).
+
+    Example:
+        >>> list(with_validation(default_pipeline(refs, DEFAULT_PARAMETERS, "SPMe"))["elements"])
+        ['fit', 'validate']
+    """
+    elements = config.get("elements") or {}
+    if any(isinstance(e, dict) and e.get("element_type") == "validation" for e in elements.values()):
+        return config
+    objectives: dict[str, Any] = {}
+    for element in elements.values():
+        if isinstance(element, dict) and element.get("element_type") == "data_fit":
+            objectives.update(element.get("objectives") or {})
+    if not objectives:
+        return config
+    validation = {"element_type": "validation", "objectives": objectives,
+                  "summary_stats": [iws.costs.RMSE(normalization="identity").to_config()]}
+    return {**config, "elements": {**elements, VALIDATION_ELEMENT: validation}}
+
+
+def refit_config(test: CellTest, parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str],
+                 model: str) -> dict:
+    """The pipeline fitted to one test: a pipeline file, the given parameters, or the default refit."""
+    if pipeline_file:
+        config = pipeline_from_file(pipeline_file, test.measurements)
+    else:
+        config = default_pipeline(test.measurements, parameters or DEFAULT_PARAMETERS, model)
+    return with_validation(config)
+
+
+def joint_test(tests: list[CellTest]) -> CellTest:
+    """All of a cell's tests as one, for a joint fit (its time is the newest test's)."""
+    times = [t.tested_at for t in tests if t.tested_at is not None]
+    cycles = [t.equivalent_full_cycles for t in tests if t.equivalent_full_cycles is not None]
+    return CellTest(cell_instance_id=tests[0].cell_instance_id, label=JOINT_TEST,
+                    measurements=[m for t in tests for m in t.measurements], tested_at=max(times) if times else None,
+                    equivalent_full_cycles=max(cycles) if cycles else None)
+
+
+@ionworks_task(name="Read refit history",
+               description="The cell's per-test refit pipelines in Ionworks, and which tests are fitted already.")
+def fitted_keys(cell_instance_id: str, credentials: Optional[str] = None) -> dict[str, str]:
+    """Fit key -> pipeline id of every successful refit of the cell (the tests already fitted)."""
+    client = resolve_credentials(credentials).get_client()
+    return {r.fit_key: r.pipeline_id for r in list_fit_records(client, cell_instance_id) if r.succeeded}
+
+
+@ionworks_task(name="Read fitted history", description="The fitted set of every test of the cell, oldest first.")
+def fitted_history(cell_instance_id: str, label: str, known: dict[str, FittedParameterSet],
+                   credentials: Optional[str] = None) -> list[FittedParameterSet]:
+    """The newest successful fit of each test, read from Ionworks (``known`` sets by pipeline id are reused)."""
+    client = resolve_credentials(credentials).get_client()
+    return read_fitted_sets(client, latest_per_test(list_fit_records(client, cell_instance_id)), label, known)
+
+
+@task(name="Judge fits", cache_policy=NO_CACHE)
+def judge_fits(history: list[FittedParameterSet], new_pipeline_ids: list[str], cell_instance_id: str,
+               drift_threshold: float, rmse_threshold_mv: float) -> list[FitVerdict]:
+    """A verdict for each new fit against the history before it; emits the degraded and drifted events."""
+    verdicts = []
+    for index, fitted in enumerate(history):
+        if fitted.pipeline_id in new_pipeline_ids:
+            verdict = assess_fit(history[: index + 1], drift_threshold=drift_threshold,
+                                 rmse_threshold_mv=rmse_threshold_mv)
+            emit_fit_verdict(cell_instance_id, verdict)
+            verdicts.append(verdict)
+    return verdicts
 
 
 @task(name="Write parameter files", cache_policy=NO_CACHE)
@@ -204,61 +222,103 @@ def write_parameter_files(fitted: FittedParameterSet, output_dir: str, model: st
     return written
 
 
-def _state_variable(label: str) -> str:
-    return f"nightly_refit_{slug(label).replace('-', '_')}"[:255]
+def _run_name() -> str:
+    cell = flow_run.parameters.get("cell")
+    return f"refit {cell_label(CellTarget(**cell) if isinstance(cell, dict) else cell)}"
 
 
-@flow(name="nightly-refit", description="Refit a cell's model parameters to its measurements and publish them.")
+async def _fit(test: CellTest, config: dict, label: str, credentials: Optional[str],
+               max_wait_seconds: float) -> FittedParameterSet:
+    marker = fit_marker(test, fit_key(test, config))
+    submitted = {**config, "name": f"Refit {label} · {test.label}"[:200],
+                 "description": f"Refit of {label}, test {test.label} {marker}"}
+    result = await run_pipeline(submitted, credentials, cell=test.cell_instance_id, max_wait_seconds=max_wait_seconds)
+    return FittedParameterSet.from_pipeline_result(result, cell=label, test=test.label, tested_at=test.tested_at,
+                                                   equivalent_full_cycles=test.equivalent_full_cycles)
+
+
+@flow(name="nightly-refit", flow_run_name=_run_name,
+      description="Fit each new reference performance test of a cell; judge it; publish the cell's trajectory.")
 async def nightly_refit(
-    cell: Union[str, CellTarget, None] = None,
-    specification: Optional[str] = None,
+    cell: Union[str, CellTarget],
     parameters: Optional[dict[str, FitRange]] = None,
     pipeline_file: Optional[str] = None,
     model: str = "SPMe",
+    joint: bool = False,
     drift_threshold: float = 0.05,
+    rmse_threshold_mv: float = 20.0,
     output_dir: Optional[str] = None,
     credentials: Optional[str] = None,
     max_wait_seconds: float = 3600.0,
 ) -> FittedParameterSet:
-    """Refit one cell (instance id or ``{"specification", "instance"}``) or every cell of a ``specification``.
+    """Refit the tests of one cell that have no fit yet, and publish the cell's fitted trajectory.
 
-    ``parameters`` (default: both particle diffusivities) are fitted unless ``pipeline_file`` gives the whole
-    pipeline. ``output_dir`` also receives the set as JSON, BPX and the fit plot. ``credentials`` names a
-    saved IonworksCredentials block; without it the IONWORKS_* environment is used.
+    Args:
+        cell: A cell instance id, or ``{"specification": ..., "instance": ...}`` names.
+        parameters: Parameters to fit (start and bounds) instead of the default refit.
+        pipeline_file: A YAML/JSON pipeline instead; an objective keyed ``"*"`` becomes one per measurement.
+        model: The model of the default refit's objectives (``SPM``, ``SPMe``, ``DFN``).
+        joint: Fit all of the cell's measurements together into one set, instead of one set per test.
+        drift_threshold: Relative change (against the first or the previous test) that flags a parameter.
+        rmse_threshold_mv: Worst objective RMSE (mV) above which a fit is flagged as degraded.
+        output_dir: Also write the newest set as JSON and BPX, and the fit plot, there.
+        credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
+        max_wait_seconds: How long to wait for each refit pipeline.
 
-    Example:
-        >>> fitted = await nightly_refit(cell="1c4f...", parameters={DN: FitRange(initial_value=3e-14,
-        ...                                                            bounds=(1e-14, 1e-13))})
+    Returns:
+        The newest test's :class:`FittedParameterSet` (the newest fit, also on an unchanged night).
+
+    Raises:
+        NoMeasurements: The cell has no processed time-series measurement.
+        RefitFailed: Some tests could not be fitted; the others were fitted and published first.
+        IonworksRequestError: Ionworks refused a request.
+
+    Examples:
+        ```python
+        import asyncio
+        from prefect import flow
+        from ionworks_prefect.flows import nightly_refit
+
+        @flow
+        async def refit_my_cells():
+            for instance in ("cell-7", "cell-8"):
+                fitted = await nightly_refit(cell={"specification": "NMC811 21700", "instance": instance})
+                print(fitted.test, fitted.values, fitted.rmse_mv)
+
+        asyncio.run(refit_my_cells())
+        ```
     """
     logger = get_run_logger()
-    label = cell_label(cell, specification)
-    measurements = gather_measurements(cell, specification, credentials)
-    if not measurements:
+    label = cell_label(cell)
+    tests = gather_cell_tests(cell, credentials)
+    if not tests:
         raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
-    if pipeline_file:
-        config = pipeline_from_file(pipeline_file, measurements)
-    else:
-        config = default_pipeline(measurements, parameters or DEFAULT_PARAMETERS, model)
-    fingerprint = refit_fingerprint(config, measurements)
+    if joint:
+        tests = [joint_test(tests)]
+    instance_id = tests[0].cell_instance_id
+    configs = [refit_config(t, parameters, pipeline_file, model) for t in tests]
+    done = fitted_keys(instance_id, credentials)
+    todo = [(t, c) for t, c in zip(tests, configs, strict=True) if fit_key(t, c) not in done]
 
-    state_name = _state_variable(label)
-    last = await Variable.aget(state_name, default=None)
-    if last and last.get("fingerprint") == fingerprint:
-        previous = fetch_pipeline_result(last["pipeline_id"], credentials, return_state=True)
-        if previous.is_completed():
-            logger.info("No measurement changed since pipeline %s; nothing submitted.", last["pipeline_id"])
-            return FittedParameterSet.from_pipeline_result(await previous.aresult(), cell=label, config=config)
-        logger.warning("The last fit, pipeline %s, cannot be read any more; refitting.", last["pipeline_id"])
+    if not todo:
+        history = fitted_history(instance_id, label, {}, credentials)
+        logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
+        publish_unchanged(history[-1])
+        return history[-1]
 
-    logger.info("Refitting %s on %d measurement(s)", label, len(measurements))
-    description = f"Nightly refit of {label}; data {fingerprint[:12]}"  # new data, new submission
-    config = {**config, "name": f"Nightly refit {label}", "description": description}
-    result = await run_pipeline(config, credentials, cell=measurements[0].cell_instance_id,
-                                base_dir=str(Path(pipeline_file).parent) if pipeline_file else None,
-                                max_wait_seconds=max_wait_seconds)
-    fitted = FittedParameterSet.from_pipeline_result(result, cell=label)
-    publish_parameter_set(fitted, credentials, drift_threshold=drift_threshold, image_dir=output_dir)
-    if output_dir:
-        write_parameter_files(fitted, output_dir, model)
-    await Variable.aset(state_name, {"fingerprint": fingerprint, "pipeline_id": fitted.pipeline_id}, overwrite=True)
-    return fitted
+    logger.info("Refitting %d new test(s) of %s: %s", len(todo), label, ", ".join(t.label for t, _ in todo))
+    states = await asyncio.gather(*(_fit(t, c, label, credentials, max_wait_seconds) for t, c in todo),
+                                  return_exceptions=True)
+    fitted = {s.pipeline_id: s for s in states if isinstance(s, FittedParameterSet)}
+    failures = [f"{t.label}: {s}" for (t, _), s in zip(todo, states, strict=True) if isinstance(s, BaseException)]
+    history = fitted_history(instance_id, label, fitted, credentials) if fitted else []
+    verdicts = judge_fits(history, list(fitted), instance_id, drift_threshold, rmse_threshold_mv) if fitted else []
+    if history:
+        publish_parameter_set(history[-1], credentials, history=history[:-1], drift_threshold=drift_threshold,
+                              rmse_threshold_mv=rmse_threshold_mv, image_dir=output_dir)
+        if output_dir:
+            write_parameter_files(history[-1], output_dir, model)
+    if failures:
+        raise RefitFailed(f"{len(failures)} of {len(todo)} test(s) of {label} could not be fitted: "
+                          + "; ".join(failures))
+    return history[-1]

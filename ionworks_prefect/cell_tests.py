@@ -1,0 +1,197 @@
+"""A cell's reference performance tests (RPTs), as the refit sees them: measurements grouped into tests.
+
+A test is one time-series measurement, or the measurements that carry the same ``rpt:<label>`` tag (for
+example the 0.5C and 1C discharges of one check-up). Its time is the earliest ``start_time`` of its
+measurements; its throughput, where known, is an ``efc:<equivalent full cycles>`` tag. Each measurement has a
+``version`` (its content digest tag) so a test whose data changed counts as new.
+
+Example:
+    ```python
+    from prefect import flow
+    from ionworks_prefect import CellTarget, gather_cell_tests
+
+    @flow
+    def list_tests():
+        for test in gather_cell_tests(CellTarget(specification="NMC811 21700", instance="cell-7")):
+            print(test.label, test.tested_at, [m.name for m in test.measurements])
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from ionworks import Ionworks
+from pydantic import BaseModel, Field
+
+from ._calls import call
+from .credentials import CredentialsArg, resolve_credentials
+from .measurements import DIGEST_TAG_PREFIX, CellArg, CellTarget
+from .retries import ionworks_task
+
+RPT_TAG_PREFIX = "rpt:"
+EFC_TAG_PREFIX = "efc:"
+
+
+class MeasurementRef(BaseModel):
+    """A measurement a refit uses; ``version`` changes whenever its data does."""
+
+    id: str
+    name: str
+    cell_instance_id: str
+    version: str = Field(description="Content digest tag, else the measurement id.")
+    start_time: Optional[datetime] = None
+
+
+class CellTest(BaseModel):
+    """One reference performance test of one cell: the measurements fitted together.
+
+    Example:
+        >>> test.label, test.tested_at, test.data_version[:12]
+        ('RPT 3', datetime.datetime(2026, 11, 3, 9, 0, tzinfo=...), '5d41402abc4b')
+    """
+
+    cell_instance_id: str
+    label: str = Field(description="The rpt:<label> tag, or the measurement name for an untagged measurement.")
+    measurements: list[MeasurementRef]
+    tested_at: Optional[datetime] = Field(default=None, description="Earliest start_time of its measurements.")
+    equivalent_full_cycles: Optional[float] = Field(default=None, description="Throughput from an efc:<n> tag.")
+
+    @property
+    def data_version(self) -> str:
+        """sha256 over the measurement ids and versions: changes when any of its data does."""
+        body = sorted((m.id, m.version) for m in self.measurements)
+        return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+
+
+def _tag_value(tags: Iterable[str], prefix: str) -> str | None:
+    return next((t[len(prefix):] for t in tags if t.lower().startswith(prefix) and len(t) > len(prefix)), None)
+
+
+def _version(tags: Iterable[str], measurement_id: str) -> str:
+    digest = [t for t in tags if t.lower().startswith(DIGEST_TAG_PREFIX)]
+    return digest[0] if digest else f"id:{measurement_id}"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO time as an aware datetime (naive times are taken as UTC); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _efc(tags: Iterable[str]) -> float | None:
+    raw = _tag_value(tags, EFC_TAG_PREFIX)
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def group_tests(cell_instance_id: str, measurements: Iterable[Any]) -> list[CellTest]:
+    """Group measurement records (the client's ``CellMeasurement``) into tests, oldest first.
+
+    Untimed tests keep the order the measurements were given in, after the timed ones.
+
+    Example:
+        >>> [t.label for t in group_tests("c1", client.cell_measurement.list("c1"))]
+        ['RPT 0', 'RPT 1']
+    """
+    groups: dict[str, list[Any]] = {}
+    for m in measurements:
+        tags = list(m.tags or [])
+        groups.setdefault(_tag_value(tags, RPT_TAG_PREFIX) or m.name, []).append(m)
+    tests = []
+    for label, members in groups.items():
+        refs = [MeasurementRef(id=m.id, name=m.name, cell_instance_id=cell_instance_id,
+                               version=_version(m.tags or [], m.id), start_time=parse_time(m.start_time))
+                for m in members]
+        times = [r.start_time for r in refs if r.start_time is not None]
+        cycles = [c for m in members if (c := _efc(m.tags or [])) is not None]
+        tests.append(CellTest(cell_instance_id=cell_instance_id, label=label, measurements=refs,
+                              tested_at=min(times) if times else None,
+                              equivalent_full_cycles=max(cycles) if cycles else None))
+    order = {id(t): i for i, t in enumerate(tests)}
+    return sorted(tests, key=lambda t: (t.tested_at is None, t.tested_at or datetime.min, order[id(t)]))
+
+
+def cell_label(cell: CellArg) -> str:
+    """The name a cell is published under: ``specification/instance``, or the instance id as given.
+
+    Example:
+        >>> cell_label(CellTarget(specification="NMC811 21700", instance="cell-7"))
+        'NMC811 21700/cell-7'
+    """
+    if isinstance(cell, CellTarget):
+        spec = cell.specification if isinstance(cell.specification, str) else cell.specification["name"]
+        return f"{spec}/{cell.instance}"
+    return cell
+
+
+def specification_id(client: Ionworks, specification: str) -> str:
+    """The id of a cell specification given by name (or already by id); a typed 404 error when it is neither."""
+    found = call("find cell specification", client.cell_spec.list, name_exact=specification, limit=2)
+    if found:
+        return found[0].id
+    return call("get cell specification", client.cell_spec.get, specification).id
+
+
+def find_cell_instance(client: Ionworks, cell: CellArg) -> str | None:
+    """The instance id of an existing cell (None when a ``CellTarget`` names no existing instance)."""
+    if isinstance(cell, str):
+        return cell
+    spec = cell.specification if isinstance(cell.specification, str) else cell.specification["name"]
+    found = call("find cell specification", client.cell_spec.list, name_exact=spec, limit=2)
+    if not found:
+        return None
+    instances = call("find cell instance", client.cell_instance.list, found[0].id, name_exact=cell.instance, limit=2)
+    return instances[0].id if instances else None
+
+
+def read_cell_tests(client: Ionworks, cell_instance_id: str) -> list[CellTest]:
+    """The processed time-series measurements of one cell instance, grouped into tests."""
+    listed = call("list measurements", client.cell_measurement.list, cell_instance_id,
+                  measurement_type="time_series", limit=1000, order_by="created_at", order="asc")
+    return group_tests(cell_instance_id, [m for m in listed if m.processing_status in (None, "ready")])
+
+
+@ionworks_task(
+    name="Gather cell tests",
+    description="List a cell's processed time-series measurements, grouped into reference performance tests.",
+)
+def gather_cell_tests(cell: CellArg, credentials: CredentialsArg = None) -> list[CellTest]:
+    """The reference performance tests of one cell, oldest first.
+
+    Args:
+        cell: A cell instance id or a :class:`CellTarget` (specification and instance names).
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the environment.
+
+    Returns:
+        One :class:`CellTest` per ``rpt:<label>`` tag or untagged measurement; empty when the cell has no
+        processed time series, or a ``CellTarget`` names no existing cell.
+
+    Raises:
+        IonworksRequestError: Ionworks refused a request (for example an unknown instance id: 404).
+        IonworksTransientError: Ionworks could not be reached; retried by the task's retry policy.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import CellTarget, gather_cell_tests
+
+        @flow
+        def how_many_tests() -> int:
+            return len(gather_cell_tests(CellTarget(specification="NMC811 21700", instance="cell-7")))
+        ```
+    """
+    client = resolve_credentials(credentials).get_client()
+    instance_id = find_cell_instance(client, cell)
+    return read_cell_tests(client, instance_id) if instance_id else []

@@ -1,0 +1,199 @@
+"""How fitted parameters read in the Prefect UI: rounded values with units, % changes, verdicts and plots.
+
+Pure rendering, no I/O: values in 4 significant figures with the unit from the parameter's name (PyBaMM names
+carry it in brackets, ``"-"`` when dimensionless), relative changes as signed percentages, RMSE in mV.
+
+Example:
+    >>> format_value(5.197455570966452e-14), unit_of("Negative particle diffusivity [m2.s-1]")
+    ('5.197e-14', 'm2.s-1')
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .parameter_sets import FittedParameterSet
+from .verdicts import FitVerdict, assess_fit
+
+_UNIT = re.compile(r"\s*\[([^\]]+)\]\s*$")
+
+
+def unit_of(name: str) -> str:
+    """The unit in a PyBaMM parameter name's trailing brackets, ``"-"`` when it has none."""
+    found = _UNIT.search(name)
+    return found[1] if found else "-"
+
+
+def format_value(value: float | None) -> str:
+    """4 significant figures, trailing zeros kept (``3.100e-14``, ``12.30``); empty for None."""
+    return "" if value is None else f"{value:#.4g}".rstrip(".")
+
+
+def format_percent(fraction: float | None) -> str:
+    """A relative change as a signed percentage (``+4.2 %``); empty for None."""
+    return "" if fraction is None else f"{100 * fraction:+.1f} %"
+
+
+def format_mv(value: float | None) -> str:
+    """Millivolts to one decimal (``12.3 mV``); empty for None."""
+    return "" if value is None else f"{value:.1f} mV"
+
+
+def rmse_text(rmse_mv: dict[str, float]) -> str:
+    """RMSE per objective, e.g. ``0.5C 12.3 mV · 1C 14.1 mV``."""
+    return " · ".join(f"{name} {format_mv(value)}" for name, value in rmse_mv.items()) or "not reported"
+
+
+def summary_line(fitted: FittedParameterSet, verdict: FitVerdict | None) -> str:
+    """One line that says what a fit found: test, date, each value with its change since baseline, RMSE, verdict.
+
+    Used as artifact descriptions, so an artifact's version list shows the values.
+    """
+    changes = {c.parameter: c.change_vs_baseline for c in verdict.changes} if verdict else {}
+    values = ", ".join(f"{_UNIT.sub('', p.name)} {format_value(p.value)} {unit_of(p.name)}"
+                       + (f" ({format_percent(changes[p.name])} vs baseline)" if changes.get(p.name) is not None
+                          else "")
+                       for p in fitted.parameters)
+    head = f"{fitted.test or fitted.cell or fitted.pipeline_id}"
+    if fitted.tested_at:
+        head += f" ({fitted.tested_at:%Y-%m-%d})"
+    worst = max(fitted.rmse_mv.values()) if fitted.rmse_mv else None
+    tail = f"; RMSE {format_mv(worst)}" if worst is not None else ""
+    return f"{head}: {values}{tail}" + (f"; {verdict.verdict}" if verdict else "")
+
+
+def values_rows(fitted: FittedParameterSet, verdict: FitVerdict | None) -> list[dict[str, Any]]:
+    """One row per fitted parameter: value, unit, bounds, at-bound flag, and changes in %."""
+    changes = {c.parameter: c for c in verdict.changes} if verdict else {}
+    rows = []
+    for p in fitted.parameters:
+        change = changes.get(p.name)
+        rows.append({
+            "Parameter": _UNIT.sub("", p.name), "Value": format_value(p.value), "Unit": unit_of(p.name),
+            "Lower bound": format_value(p.lower_bound), "Upper bound": format_value(p.upper_bound),
+            "At bound": "yes" if p.at_bound else "",
+            "vs previous": format_percent(change.change_vs_previous if change else None),
+            "vs baseline": format_percent(change.change_vs_baseline if change else None),
+            "per 30 days": format_percent(change.change_per_30_days if change else None),
+        })
+    return rows
+
+
+def history_verdicts(history: Sequence[FittedParameterSet], *, drift_threshold: float,
+                     rmse_threshold_mv: float) -> list[FitVerdict]:
+    """The verdict of every fit in a history (oldest first), each against the fits before it."""
+    return [assess_fit(history[: i + 1], drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+            for i in range(len(history))]
+
+
+def history_rows(history: Sequence[FittedParameterSet], verdicts: Sequence[FitVerdict]) -> list[dict[str, Any]]:
+    """One row per fit: test, date, verdict, RMSE per objective (mV), then each parameter as
+    ``value (vs previous / vs baseline)``, its column named after the parameter with its unit."""
+    rows = []
+    for fitted, verdict in zip(history, verdicts, strict=True):
+        changes = {c.parameter: c for c in verdict.changes}
+        row: dict[str, Any] = {"Test": fitted.test or "", "Date": f"{fitted.tested_at:%Y-%m-%d}" if fitted.tested_at
+                               else f"{fitted.created_at:%Y-%m-%d} (fitted)", "Verdict": verdict.verdict,
+                               "RMSE [mV]": rmse_text(fitted.rmse_mv)}
+        for p in fitted.parameters:
+            change = changes.get(p.name)
+            moved = [format_percent(v) for v in ((change.change_vs_previous, change.change_vs_baseline)
+                                                if change else ()) if v is not None]
+            row[f"{_UNIT.sub('', p.name)} [{unit_of(p.name)}]"] = (
+                format_value(p.value) + (f" ({' / '.join(moved)})" if moved else ""))
+        row["Pipeline"] = fitted.pipeline_id
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of rows (columns: the union of the rows' keys, in order of appearance)."""
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")).replace("|", "\\|") for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def png_markdown(png: bytes, alt: str) -> str:
+    """An inline PNG image in markdown (Prefect's markdown artifacts show data URIs)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def _channel(channels: dict[str, list], *words: str) -> list | None:
+    """The first channel whose name contains every word (case-insensitive)."""
+    return next((v for name, v in channels.items() if all(w in name.lower() for w in words)), None)
+
+
+def _png(figure: Any) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def render_fit_plot(series: dict[str, dict[str, list]]) -> bytes:
+    """PNG bytes, one row per objective: measured (dots) and model (line) voltage, and the error in mV.
+
+    Example:
+        >>> png = render_fit_plot({"1C": {"Time [s]": [0, 1], "Data voltage [V]": [4.1, 4.0]}})
+    """
+    from matplotlib.figure import Figure
+
+    rows = max(1, len(series))
+    figure = Figure(figsize=(10, 3.2 * rows), dpi=90)
+    axes = figure.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
+    for (voltage_ax, error_ax), (objective, channels) in zip(axes, series.items()):
+        x = channels.get("Time [s]") or list(range(len(next(iter(channels.values()), []))))
+        data = _channel(channels, "data", "voltage")
+        model = _channel(channels, "model", "voltage")
+        error = _channel(channels, "error")
+        if data is not None and model is not None:
+            error = [m - d if None not in (m, d) else None for m, d in zip(model, data)]
+        if data is not None:
+            voltage_ax.plot(x, data, ".", markersize=3, color="0.35", label="Measured")
+        if model is not None:
+            voltage_ax.plot(x, model, linewidth=1.5, color="tab:orange", label="Model")
+        if error is not None:
+            error_ax.plot(x, [1000 * e if e is not None else None for e in error], linewidth=1, color="tab:red")
+        voltage_ax.set(title=objective, xlabel="Time [s]", ylabel="Voltage [V]")
+        voltage_ax.legend(loc="best", fontsize=8)
+        error_ax.axhline(0, color="0.6", linewidth=0.8)
+        error_ax.set(title=f"{objective}: model - measured", xlabel="Time [s]", ylabel="Error [mV]")
+    return _png(figure)
+
+
+def render_trend_plot(history: Sequence[FittedParameterSet]) -> bytes:
+    """PNG bytes: each parameter relative to its baseline (%) and the worst RMSE (mV), test by test.
+
+    The x axis is the test date where every test has one, else the test order.
+
+    Example:
+        >>> png = render_trend_plot(history)
+    """
+    from matplotlib.figure import Figure
+
+    dated = all(s.tested_at for s in history)
+    x = [s.tested_at for s in history] if dated else list(range(len(history)))
+    figure = Figure(figsize=(10, 5.5), dpi=90)
+    values_ax, rmse_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    baseline = history[0].values
+    for name in dict.fromkeys(p.name for s in history for p in s.parameters):
+        if not baseline.get(name):
+            continue
+        ys = [100 * (s.values[name] / baseline[name] - 1) if name in s.values else None for s in history]
+        values_ax.plot(x, ys, marker="o", linewidth=1.5, label=_UNIT.sub("", name))
+    values_ax.axhline(0, color="0.6", linewidth=0.8)
+    values_ax.set(title="Fitted parameters against the first test", ylabel="Change vs baseline [%]")
+    values_ax.legend(loc="best", fontsize=7)
+    worst = [max(s.rmse_mv.values()) if s.rmse_mv else None for s in history]
+    rmse_ax.plot(x, worst, marker="s", color="tab:red", linewidth=1.5)
+    rmse_ax.set(title="Fit quality", ylabel="Worst RMSE [mV]", xlabel="Test date" if dated else "Test")
+    if not dated:
+        rmse_ax.set_xticks(x, [s.test or str(i) for i, s in enumerate(history)], rotation=20, fontsize=8)
+    return _png(figure)
