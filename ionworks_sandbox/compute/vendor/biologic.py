@@ -4,6 +4,10 @@ Each step is one sequence (``Ns``): ``CC``, ``CV``, ``CP`` or ``Rest``, currents
 converted by the caller), up to three limits (``Ecell``, ``|I|``, ``Time``) that move to the next sequence.
 The table is BT-Lab's fixed-width layout: a 20-character label column, then 20 characters per sequence.
 
+The layout follows the public BT-Lab settings files of TRI-AMDD/beep (``beep/protocol/biologic_templates/
+formationV1.mps`` and the ``SAMPLE_MB_TEXT`` file in ``beep/tests/test_files/biologic_mb_test_strs.py``: the
+``BT-LAB SETTING FILE`` header, ``Technique : 1`` / ``Modulo Bat`` and the ``Ns``/``ctrl_type``/``lim{n}_*`` rows).
+
 Example:
     >>> steps = read(write(protocol, 5.0, "protocol"))
 """
