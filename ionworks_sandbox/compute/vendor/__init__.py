@@ -80,9 +80,9 @@ def convert_protocol(
     """``{"target", "primary": {"filename", "content_base64", "media_type"}, "assets": []}``.
 
     C-rates are written natively where the format has them (Maccor, Arbin) and as currents through
-    ``nominal_capacity_ah`` otherwise (Neware, BT-Lab, Novonix). With ``verify`` the file is parsed back and compared step by
-    step with the source. Raises ``UnsupportedTarget``, ``ProtocolError`` (bad UCP) or
-    ``ProtocolConversionError``.
+    ``nominal_capacity_ah`` otherwise (Neware, BT-Lab, Novonix). With ``verify`` the file is parsed back and
+    compared step by step with the source. Raises ``UnsupportedTarget``, ``ProtocolError`` (bad UCP) or
+    ``ProtocolConversionError`` (a step the target cannot express, named, or a failed round trip).
 
     Example:
         >>> convert_protocol(text, "biologic_bttest", nominal_capacity_ah=5.0)["primary"]["filename"]
