@@ -57,3 +57,57 @@ steps:
           ends:
             - "Voltage < 2.7"
 """
+
+FORMATION_CYCLE = """
+global:
+  initial_state_type: voltage
+  initial_state_value: 3.0
+  temperature: 25
+  resolution: 30
+steps:
+  - Rest:
+      duration: 30 min
+  - Charge:
+      - Charge:
+          mode: Current
+          value: 0.5
+          ends:
+            - "Voltage > 4.2"
+      - Charge:
+          mode: Voltage
+          value: 4.2
+          ends:
+            - "Current < 50 mA"
+            - "Time > 2 h"
+  - Relax:
+      - Rest:
+          duration: 1 h
+  - Discharge:
+      - Discharge:
+          mode: C-rate
+          value: 0.5
+          ends:
+            - "Voltage < 2.7"
+            - "Time > 150 min"
+"""
+"""Rest, CC-CV charge, rest and a C/2 discharge: every step kind all five conversion targets write."""
+
+
+def with_step(step_yaml: str) -> str:
+    """A one-hour rest, the given step (``- Name: [...]`` YAML, indented under ``steps``), then a 1C discharge.
+
+    The step under test is step 2 of the protocol.
+    """
+    return f"""
+global:
+  initial_soc: 0.5
+steps:
+  - Rest:
+      duration: 1 h
+{step_yaml}
+  - Discharge:
+      mode: C-rate
+      value: 1
+      ends:
+        - "Voltage < 2.5"
+"""

@@ -1,5 +1,5 @@
-"""The convert_protocol_files flow against the sandbox: vendor files per target in parallel, unsupported targets
-reported in the artifact without failing the run, an invalid protocol failing it."""
+"""The convert_protocol_files flow against the sandbox: files for all five documented targets in parallel, offline;
+unsupported targets reported in the artifact without failing the run; an invalid protocol failing it."""
 
 from __future__ import annotations
 
@@ -14,22 +14,26 @@ from tests.protocols import CCCV
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
 
+#: The five documented conversion targets and the file each writes.
+WRITTEN = {"maccor": ".000", "neware": ".xml", "arbin": ".sdu", "biologic_bttest": ".mps", "novonix": ".pro2"}
+
 
 async def test_each_target_gets_its_files_and_an_unsupported_one_is_reported(tmp_path):
     protocol = tmp_path / "cccv.yaml"
     protocol.write_text(CCCV)
     assert read_protocol(str(protocol)) == CCCV and read_protocol(CCCV) == CCCV
 
-    outcomes = await convert_protocol_files(str(protocol), ["maccor", "biologic_bttest", "no_such_cycler"],
+    outcomes = await convert_protocol_files(str(protocol), [*WRITTEN, "arbin_sdx", "no_such_cycler"],
                                             str(tmp_path / "out"), filename_stem="cccv", nominal_capacity_ah=5.0)
     by_target = {o.target: o for o in outcomes}
-    assert [by_target[t].status for t in ("maccor", "biologic_bttest", "no_such_cycler")] == \
-        ["converted", "converted", "failed"]
-    for target in ("maccor", "biologic_bttest"):
+    assert {t: o.status for t, o in by_target.items()} == \
+        {**dict.fromkeys(WRITTEN, "converted"), "arbin_sdx": "failed", "no_such_cycler": "failed"}
+    for target, extension in WRITTEN.items():
         files = by_target[target].files
-        assert files and all(f.startswith(str(tmp_path / "out" / target)) for f in files)
-        assert all((tmp_path / "out" / target / f.rsplit("/", 1)[1]).stat().st_size > 0 for f in files)
+        assert files == [str(tmp_path / "out" / target / f"cccv{extension}")]
+        assert (tmp_path / "out" / target / f"cccv{extension}").stat().st_size > 0
     assert "no_such_cycler" in by_target["no_such_cycler"].reason
+    assert "MITS Pro 8" in by_target["arbin_sdx"].reason
     assert not (tmp_path / "out" / "no_such_cycler").exists()
 
     table = (await Artifact.aget(ARTIFACT_KEY)).data

@@ -103,20 +103,8 @@ def test_nested_protocol_with_cv_step_runs(client):
     assert client.simulation.get(response.simulation_id)["termination"] == "completed"
 
 
-def test_protocol_validate_inputs_and_convert(client, tmp_path):
+def test_protocol_validate_and_inputs(client):
     assert client.protocol.validate(ONE_C_DISCHARGE)["valid"] is True
     broken = client.protocol.validate(ONE_C_DISCHARGE.replace("mode: C-rate", "mode: Teleport"))
     assert broken["valid"] is False and broken["error"]
     assert client.protocol.find_input_references(PARAMETERIZED_DISCHARGE) == ["Initial SOC", "C-rate"]
-    for target in ("maccor", "biologic_bttest"):
-        converted = client.protocol.convert(CCCV, target=target, nominal_capacity_ah=5.0, verify=True)
-        assert converted.primary_bytes
-        converted.save(tmp_path / target)
-        assert any((tmp_path / target).iterdir())
-
-
-def test_unsupported_conversion_target_is_501_naming_supported(client):
-    with pytest.raises(IonworksError) as caught:
-        client.protocol.convert(ONE_C_DISCHARGE, target="novonix")
-    assert caught.value.status_code == 501
-    assert "maccor" in caught.value.message

@@ -101,7 +101,10 @@ def convert(body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         )
     except UnsupportedTarget as exc:
         raise ApiError(501, "NOT_IMPLEMENTED", str(exc), {"target": body.get("target"), "supported": list(exc.supported)}) from exc
-    except (ProtocolConversionError, ValueError) as exc:
+    except ProtocolConversionError as exc:
+        step = {"step": exc.step, "label": exc.label, "line": exc.line} if exc.step is not None else {}
+        raise unprocessable(str(exc), {"target": body.get("target"), **step}) from exc
+    except ValueError as exc:
         raise unprocessable(str(exc), {"target": body.get("target")}) from exc
 
 

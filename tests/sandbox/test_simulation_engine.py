@@ -22,7 +22,7 @@ from ionworks_sandbox.compute.ucp import (
     to_pybamm_experiment,
     validate_protocol,
 )
-from ionworks_sandbox.compute.vendor import ProtocolConversionError, UnsupportedTarget, convert_protocol
+from ionworks_sandbox.compute.vendor import ProtocolConversionError, convert_protocol
 from tests.protocols import CCCV, ONE_C_DISCHARGE, PARAMETERIZED_DISCHARGE
 
 # The protocols of seed 001, as the client documentation writes them.
@@ -313,10 +313,3 @@ def test_verify_names_the_first_changed_step(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ProtocolConversionError, match="step 2") as info:
         convert_protocol(CCCV, "maccor", verify=True)
     assert info.value.step == 2
-
-
-@pytest.mark.parametrize("target", ["arbin", "arbin_sdx", "neware", "novonix"])
-def test_unsupported_targets_name_the_supported_ones(target: str) -> None:
-    with pytest.raises(UnsupportedTarget, match="supported targets: biologic_bttest, maccor") as info:
-        convert_protocol(CCCV, target)
-    assert info.value.supported == ("biologic_bttest", "maccor")

@@ -1,7 +1,10 @@
 """Convert a UCP protocol into a cycler's own procedure file, and read it back to verify the conversion.
 
-Targets written: ``maccor`` (a Maccor procedure, ``.000`` XML) and ``biologic_bttest`` (a BT-Lab ``Modulo
-Bat`` settings file, ``.mps``). The other targets the client knows raise ``UnsupportedTarget``.
+Targets written, one module each: ``maccor`` (Maccor procedure, ``.000`` XML), ``neware`` (BTS step file,
+``.xml``), ``arbin`` (MITS Pro schedule, ``.sdu``), ``biologic_bttest`` (BT-Lab ``Modulo Bat`` settings,
+``.mps``) and ``novonix`` (HPC protocol, ``.pro2``). ``arbin_sdx`` (the MITS Pro 8 ``.sdx`` dialect) and unknown
+names raise ``UnsupportedTarget``. A step a target cannot express raises ``ProtocolConversionError`` naming the
+step and the reason; nothing is approximated.
 
 Example:
     >>> result = convert_protocol(ucp_text, "maccor", verify=True)
@@ -20,7 +23,10 @@ from typing import Any
 import yaml
 
 from ..ucp import EndCondition, Protocol, Step, parse_protocol
-from . import biologic, maccor
+from . import arbin, biologic, maccor, neware, novonix
+from ._common import ProtocolConversionError, where
+
+__all__ = ["KNOWN_TARGETS", "SUPPORTED_TARGETS", "ProtocolConversionError", "UnsupportedTarget", "convert_protocol"]
 
 #: Every target ``ionworks`` 0.38 can ask for.
 KNOWN_TARGETS = ("maccor", "arbin", "arbin_sdx", "neware", "biologic_bttest", "novonix")
@@ -30,30 +36,19 @@ class UnsupportedTarget(ValueError):
     """A conversion target the sandbox cannot write; names the ones it can.
 
     Example:
-        >>> raise UnsupportedTarget("neware", ["biologic_bttest", "maccor"])
+        >>> raise UnsupportedTarget("arbin_sdx", ["arbin", "maccor"])
     """
 
     error_code = "NOT_IMPLEMENTED"
 
     def __init__(self, target: str, supported: Sequence[str]) -> None:
         self.target, self.supported = target, tuple(supported)
-        known = "" if target in KNOWN_TARGETS else " (not a known target)"
+        known = _NOTES.get(target, "") if target in KNOWN_TARGETS else " (not a known target)"
         super().__init__(f"converting to {target!r}{known} is not supported by the sandbox; supported targets: "
                          f"{', '.join(self.supported)}")
 
 
-class ProtocolConversionError(ValueError):
-    """The protocol cannot be expressed in the target format, or did not survive the round trip.
-
-    Example:
-        >>> raise ProtocolConversionError("step 2: BT-Lab sequences take at most 3 limits", step=2)
-    """
-
-    error_code = "CONVERSION_ERROR"
-
-    def __init__(self, message: str, step: int | None = None) -> None:
-        self.step = step
-        super().__init__(message)
+_NOTES = {"arbin_sdx": " (the MITS Pro 8 .sdx dialect; 'arbin' writes the MITS Pro 7 .sdu schedule)"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +63,9 @@ class _Format:
 _FORMATS = {
     "maccor": _Format(".000", "application/xml", maccor.write, maccor.read, native_c_rate=True),
     "biologic_bttest": _Format(".mps", "text/plain", biologic.write, biologic.read, native_c_rate=False),
+    "neware": _Format(".xml", "application/xml", neware.write, neware.read, native_c_rate=False),
+    "arbin": _Format(".sdu", "text/plain", arbin.write, arbin.read, native_c_rate=True),
+    "novonix": _Format(".pro2", "text/plain", novonix.write, novonix.read, native_c_rate=False),
 }
 SUPPORTED_TARGETS = tuple(sorted(_FORMATS))
 
@@ -81,10 +79,10 @@ def convert_protocol(
 ) -> dict[str, Any]:
     """``{"target", "primary": {"filename", "content_base64", "media_type"}, "assets": []}``.
 
-    C-rates are written natively where the format has them (Maccor) and as currents through
-    ``nominal_capacity_ah`` otherwise (BT-Lab). With ``verify`` the file is parsed back and compared step by
-    step with the source. Raises ``UnsupportedTarget``, ``ProtocolError`` (bad UCP) or
-    ``ProtocolConversionError``.
+    C-rates are written natively where the format has them (Maccor, Arbin) and as currents through
+    ``nominal_capacity_ah`` otherwise (Neware, BT-Lab, Novonix). With ``verify`` the file is parsed back and
+    compared step by step with the source. Raises ``UnsupportedTarget``, ``ProtocolError`` (bad UCP) or
+    ``ProtocolConversionError`` (a step the target cannot express, named, or a failed round trip).
 
     Example:
         >>> convert_protocol(text, "biologic_bttest", nominal_capacity_ah=5.0)["primary"]["filename"]
@@ -100,7 +98,11 @@ def convert_protocol(
     expected = [_comparable(step, nominal_capacity_ah, fmt.native_c_rate, target) for step in parsed.steps]
     content = fmt.write(replace(parsed, steps=tuple(expected)), nominal_capacity_ah, filename_stem)
     if verify:
-        _verify(expected, fmt.read(content), target)
+        try:
+            produced = fmt.read(content)
+        except ValueError as exc:
+            raise ProtocolConversionError(f"verify: the {target} file does not read back: {exc}") from exc
+        _verify(expected, produced, target)
     return {
         "target": target,
         "primary": {
@@ -127,8 +129,9 @@ def _comparable(step: Step, capacity: float | None, native_c_rate: bool, target:
 
     def amps(c_rate: float, what: str) -> float:
         if capacity is None:
-            raise ProtocolConversionError(f"step {step.number}: {what} uses a C-rate; {target} needs "
-                                          "nominal_capacity_ah to write it as a current", step=step.number)
+            raise ProtocolConversionError(f"{where(step)}: {what} uses a C-rate; {target} needs "
+                                          "nominal_capacity_ah to write it as a current", step=step.number,
+                                          label=step.label, line=step.line)
         return c_rate * capacity
 
     ends = tuple(EndCondition("Current", end.operator, amps(end.value, "an end condition"))
@@ -142,8 +145,9 @@ def _verify(expected: list[Step], produced: list[Step], target: str) -> None:
     for source, parsed in zip(expected, produced):
         if not _same(source, parsed):
             raise ProtocolConversionError(
-                f"verify: step {source.number} changed in the {target} file: the protocol says "
-                f"'{source.describe()}', the file reads back as '{parsed.describe()}'", step=source.number)
+                f"verify: {where(source)} changed in the {target} file: the protocol says "
+                f"'{source.describe()}', the file reads back as '{parsed.describe()}'", step=source.number,
+                label=source.label, line=source.line)
     if len(expected) != len(produced):
         first = min(len(expected), len(produced)) + 1
         raise ProtocolConversionError(f"verify: the {target} file holds {len(produced)} steps where the protocol "

@@ -4,6 +4,10 @@ Each step is one sequence (``Ns``): ``CC``, ``CV``, ``CP`` or ``Rest``, currents
 converted by the caller), up to three limits (``Ecell``, ``|I|``, ``Time``) that move to the next sequence.
 The table is BT-Lab's fixed-width layout: a 20-character label column, then 20 characters per sequence.
 
+The layout follows the public BT-Lab settings files of TRI-AMDD/beep (``beep/protocol/biologic_templates/
+formationV1.mps`` and the ``SAMPLE_MB_TEXT`` file in ``beep/tests/test_files/biologic_mb_test_strs.py``: the
+``BT-LAB SETTING FILE`` header, ``Technique : 1`` / ``Modulo Bat`` and the ``Ns``/``ctrl_type``/``lim{n}_*`` rows).
+
 Example:
     >>> steps = read(write(protocol, 5.0, "protocol"))
 """
@@ -11,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from ..ucp import EndCondition, Protocol, Step
+from ._common import cannot_write
 
 WIDTH = 20
 MAX_LIMITS = 3
@@ -27,8 +32,6 @@ def write(protocol: Protocol, nominal_capacity_ah: float | None, filename_stem: 
         >>> write(protocol, 5.0, "cccv").splitlines()[0]
         'BT-LAB SETTING FILE'
     """
-    from . import ProtocolConversionError
-
     capacity_mah = "" if nominal_capacity_ah is None else f"{nominal_capacity_ah * 1000:.3f} mA.h"
     header = [
         "BT-LAB SETTING FILE", "", "Number of linked techniques : 1", "",
@@ -45,10 +48,10 @@ def write(protocol: Protocol, nominal_capacity_ah: float | None, filename_stem: 
     columns = []
     for index, step in enumerate(protocol.steps):
         if step.mode == "C-rate" or any(end.variable == "C-rate" for end in step.ends):
-            raise ProtocolConversionError(f"step {step.number}: BT-Lab needs C-rates as currents", step=step.number)
+            raise cannot_write(step, "biologic_bttest", "BT-Lab needs C-rates as currents")
         if len(step.ends) > MAX_LIMITS:
-            raise ProtocolConversionError(f"step {step.number}: a BT-Lab sequence takes at most {MAX_LIMITS} limits, "
-                                          f"the step has {len(step.ends)} end conditions", step=step.number)
+            raise cannot_write(step, "biologic_bttest", f"a BT-Lab sequence takes at most {MAX_LIMITS} limits, the "
+                                                        f"step has {len(step.ends)} end conditions")
         columns.append(_sequence(index, step, protocol.period_s, last=index == len(protocol.steps) - 1))
     rows = list(columns[0])
     table = [_cell(row) + "".join(_cell(column[row]) for column in columns) for row in rows]

@@ -4,6 +4,11 @@ Each step becomes a ``Charge``/``Dischrge``/``Rest`` test step with ``Current``,
 ``Power`` mode; its end conditions become ``EndEntry``s that go to the next step; a final ``End`` step closes
 the procedure. The UCP group name is kept as the step note.
 
+The layout follows the public Maccor procedures of TRI-AMDD/beep (``beep/protocol/procedure_templates/EXP.000``
+and ``diagnosticV5.000``: the ``maccor-application`` processing instruction, ``BuildTestVersion`` 1.5.7006.32043,
+``BTVersion`` 11, padded ``StepType``/``StepMode``/``EndType`` values and ``hh:mm:ss`` step times) and the
+procedure handling in ``beep/protocol/maccor.py``.
+
 Example:
     >>> steps = read(write(protocol, None, "protocol"))
 """
