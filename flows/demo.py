@@ -4,11 +4,14 @@
 
 1. Starts a local Ionworks sandbox (``demo-output/sandbox``) and a Prefect server (the ephemeral one, unless
    PREFECT_API_URL points at a running server).
-2. Simulates a cycler test with PyBaMM from hidden "true" particle diffusivities: 1C and 0.5C discharges of
-   an SPMe Chen2020 cell with 1 mV noise, written as a BioLogic export and a CSV (``demo-output/cycler-files``).
-3. Uploads them with the ``ingest-cycler-data`` flow and refits with the ``nightly-refit`` flow.
+2. Simulates a cell ageing across three reference performance tests (RPTs) with PyBaMM from hidden "true"
+   parameters: each RPT is a 1C and a 0.5C discharge with 1 mV noise, written as a BioLogic export and a CSV
+   (``demo-output/cycler-files/rpt-<n>``).
+3. Night by night: uploads an RPT with the ``ingest-cycler-data`` flow (tagged ``rpt:<label>`` and
+   ``efc:<cycles>``) and refits it with the ``nightly-refit`` flow, which fits only the new test.
 4. Runs the refit again with unchanged data: nothing is submitted.
-5. Prints the fitted values beside the truth, where the artifacts and files are, and stops the sandbox.
+5. Prints the trajectory (one row per test), the change from the first test to the newest beside the truth,
+   the verdicts, where the artifacts and files are, and stops the sandbox.
 """
 
 from __future__ import annotations
@@ -18,17 +21,25 @@ import asyncio
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 DN = "Negative particle diffusivity [m2.s-1]"
 DP = "Positive particle diffusivity [m2.s-1]"
-#: What the fit has to find; Chen2020 (the fit's starting point) has 3.3e-14 and 4.0e-15.
-TRUTH = {DN: 5.0e-14, DP: 7.0e-15}
+#: The hidden truth of each RPT: (label, equivalent full cycles, parameters). Chen2020 starts at 3.3e-14/4.0e-15.
+AGEING = (
+    ("RPT 0", 0, {DN: 5.0e-14, DP: 7.0e-15}),
+    ("RPT 1", 150, {DN: 4.85e-14, DP: 6.9e-15}),
+    ("RPT 2", 300, {DN: 4.2e-14, DP: 6.5e-15}),
+)
+DAYS_PER_RPT = 30
+FIRST_TEST = datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc)
 CELL = {"specification": "Demo NMC811 21700", "instance": "cell-7"}
 API_KEY = "demo-key"
 
@@ -46,14 +57,15 @@ def write_biologic_mpt(frame: pl.DataFrame, path: Path) -> None:
     path.write_text("\n".join(header + rows) + "\n", encoding="latin1")
 
 
-def simulate_cycler_files(directory: Path) -> list[Path]:
-    """1C and 0.5C discharges from the hidden truth, as a BioLogic .mpt and an Ionworks-style CSV."""
+def simulate_rpt(truth: dict[str, float], directory: Path, seed: int) -> list[Path]:
+    """One RPT from the hidden truth: a 1C discharge as a BioLogic .mpt and a 0.5C one as an Ionworks-style CSV,
+    named after the directory (``<dir>-1C.mpt``, ``<dir>-0.5C.csv``)."""
     from ionworks_sandbox.compute.synthetic import synthetic_discharge
 
     directory.mkdir(parents=True, exist_ok=True)
-    one_c, half_c = directory / "rpt-1C.mpt", directory / "rpt-0.5C.csv"
-    write_biologic_mpt(synthetic_discharge(TRUTH, c_rates=(1.0,), noise_v=0.001, seed=1), one_c)
-    synthetic_discharge(TRUTH, c_rates=(0.5,), noise_v=0.001, seed=2, period_s=20.0).write_csv(half_c)
+    one_c, half_c = directory / f"{directory.name}-1C.mpt", directory / f"{directory.name}-0.5C.csv"
+    write_biologic_mpt(synthetic_discharge(truth, c_rates=(1.0,), noise_v=0.001, seed=seed), one_c)
+    synthetic_discharge(truth, c_rates=(0.5,), noise_v=0.001, seed=seed + 1, period_s=20.0).write_csv(half_c)
     return [one_c, half_c]
 
 
@@ -65,53 +77,39 @@ def _warm_up_prefect() -> None:
         client.api_healthcheck()
 
 
-async def _watch_fit(client, progress: Progress, row, done: asyncio.Event) -> None:
-    """Show the sandbox pipeline's iteration, evaluations and best RMSE until the refit flow ends."""
-    while not done.is_set():
-        pipelines = await asyncio.to_thread(client.pipeline.list, limit=1, order_by="created_at", order="desc")
-        if pipelines:
-            elements = await asyncio.to_thread(client.get, f"/pipelines/{pipelines[0].id}/elements")
-            figures = next((e.get("progress") for e in elements if e.get("progress")), None) or {}
-            if figures.get("best_cost") is not None:
-                progress.update(row, description=f"  fit: iteration {figures.get('iteration', 0)}, "
-                                                 f"{figures.get('evaluations', 0)} model runs, "
-                                                 f"best RMSE {figures['best_cost'] * 1000:.2f} mV")
-        try:
-            await asyncio.wait_for(done.wait(), timeout=0.5)
-        except TimeoutError:
-            pass
+def _trajectory(console: Console, history: pl.DataFrame, verdicts: list[str]) -> None:
+    table = Table(title=f"Trajectory of {CELL['specification']}/{CELL['instance']} (one row per test)")
+    for column in ("Test", "Date", "EFC", "Dn [m2.s-1]", "Dp [m2.s-1]", "Worst RMSE", "Verdict"):
+        table.add_column(column, justify="left" if column in ("Test", "Verdict") else "right")
+    for row, verdict in zip(history.iter_rows(named=True), verdicts, strict=True):
+        table.add_row(row["test"], f"{row['tested_at']:%Y-%m-%d}", f"{row['equivalent_full_cycles']:g}",
+                      f"{row[DN]:.4g}", f"{row[DP]:.4g}", f"{row['rmse_mv']:.2f} mV", verdict)
+    console.print(table)
 
 
-async def _refit(output: Path, client, progress: Progress, row):
-    from ionworks_prefect.flows.nightly_refit import nightly_refit
+def _baseline_vs_latest(console: Console, history: pl.DataFrame) -> None:
+    table = Table(title="First test to newest: fitted change against the hidden truth")
+    for column in ("Parameter", "RPT 0 fitted", "Newest fitted", "Fitted change", "True change", "Newest error"):
+        table.add_column(column, justify="left" if column == "Parameter" else "right")
+    first, last = history.row(0, named=True), history.row(-1, named=True)
+    truth_first, truth_last = AGEING[0][2], AGEING[-1][2]
+    for name, short in ((DN, "Dn [m2.s-1]"), (DP, "Dp [m2.s-1]")):
+        table.add_row(escape(short), f"{first[name]:.4g}", f"{last[name]:.4g}", f"{last[name] / first[name] - 1:+.1%}",
+                      f"{truth_last[name] / truth_first[name] - 1:+.1%}", f"{last[name] / truth_last[name] - 1:+.2%}")
+    console.print(table)
 
-    done = asyncio.Event()
-    watcher = asyncio.create_task(_watch_fit(client, progress, row, done))
-    try:
-        return await nightly_refit(cell=CELL, output_dir=str(output / "parameters"), return_state=True)
-    finally:
-        done.set()
-        await watcher
 
-
-def _report(console: Console, fitted, state, rerun_state, pipelines_before: int, pipelines_after: int,
-            artifacts: list[str], output: Path) -> None:
+def _report(console: Console, refit, states, rerun, pipelines: tuple[int, int], artifacts: list[str],
+            output: Path) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
-    table = Table(title="Fitted parameters (hidden truth vs nightly refit)")
-    for column in ("Parameter", "Chen2020 start", "Truth", "Fitted", "Error"):
-        table.add_column(column, justify="left" if column == "Parameter" else "right")
-    starts = {DN: 3.3e-14, DP: 4.0e-15}
-    for name, truth in TRUTH.items():
-        value = fitted.values[name]
-        table.add_row(name, f"{starts[name]:.3e}", f"{truth:.3e}", f"{value:.3e}", f"{(value / truth - 1):+.2%}")
-    console.print(table)
-    for objective, cost in fitted.costs.items():
-        console.print(f"  RMSE {objective}: {cost * 1000:.2f} mV")
-    run_id = state.state_details.flow_run_id
-    console.print(f"\nPipeline {fitted.pipeline_id} on the sandbox; Prefect flow run {run_id} (nightly-refit).")
-    console.print(f"Re-run with unchanged data: {rerun_state.name}, pipelines in the sandbox "
-                  f"{pipelines_before} -> {pipelines_after} (nothing submitted).")
+    run_id = states[-1].state_details.flow_run_id
+    console.print(f"Verdict of {refit.fitted.test}: [bold]{refit.verdict.verdict}[/bold]"
+                  + (f" ({escape(', '.join(refit.verdict.drifted))} moved more than "
+                     f"{refit.verdict.drift_threshold:.0%} since {refit.verdict.baseline_test})"
+                     if refit.verdict.drifted else ""))
+    console.print(f"Re-run with unchanged data: {rerun.name}, pipelines in the sandbox "
+                  f"{pipelines[0]} -> {pipelines[1]} (nothing submitted).")
     console.print("\nArtifacts (Prefect): " + ", ".join(sorted(artifacts)))
     console.print("Files:")
     for path in sorted((output / "parameters").iterdir()):
@@ -119,7 +117,7 @@ def _report(console: Console, fitted, state, rerun_state, pipelines_before: int,
     if PREFECT_API_URL.value() and PREFECT_UI_URL.value():
         console.print(f"\nIn the Prefect UI: {PREFECT_UI_URL.value().rstrip('/')}/runs/flow-run/{run_id}")
     else:
-        console.print("\nTo browse the runs, artifacts and fit plot: `prefect server start`, then open "
+        console.print("\nTo browse the runs, artifacts and plots: `prefect server start`, then open "
                       f"http://127.0.0.1:4200/runs/flow-run/{run_id} (Artifacts tab; also Artifacts in the menu).")
 
 
@@ -134,7 +132,7 @@ async def _artifact_keys(flow_run_ids: list) -> list[str]:
 
 
 def run(output: Path):
-    """The whole demo; returns the fitted parameter set. The sandbox is stopped however it ends.
+    """The whole demo; returns the newest refit (``CellRefit``). The sandbox is stopped however it ends.
 
     Example:
         >>> run(Path("demo-output"))
@@ -142,45 +140,49 @@ def run(output: Path):
     from ionworks_prefect.local_sandbox import LocalSandbox
 
     console = Console()
-    for previous in ("sandbox", "parameters"):
+    for previous in ("sandbox", "parameters", "cycler-files"):
         shutil.rmtree(output / previous, ignore_errors=True)
     sandbox = LocalSandbox(output / "sandbox", [API_KEY])
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console) as progress:
-            steps = progress.add_task("Starting the Ionworks sandbox and Prefect", total=5)
+            steps = progress.add_task("Starting the Ionworks sandbox and Prefect", total=2 + 2 * len(AGEING))
             with ThreadPoolExecutor(2) as boot:  # both start while PyBaMM simulates the cycler data
                 started = [boot.submit(sandbox.start), boot.submit(_warm_up_prefect)]
-                files = simulate_cycler_files(output / "cycler-files")
+                files = [simulate_rpt(truth, output / "cycler-files" / f"rpt-{i}", seed=10 * i + 1)
+                         for i, (_, _, truth) in enumerate(AGEING)]
                 for future in started:
                     future.result()
             os.environ.update(sandbox.client_env())
             from ionworks import Ionworks
 
-            from ionworks_prefect.flows.ingest_cycler_data import ingest_cycler_data
-            from ionworks_prefect.flows.nightly_refit import nightly_refit
+            from ionworks_prefect import CellTarget, parameter_history
+            from ionworks_prefect.flows import ingest_cycler_data, nightly_refit
 
             client = Ionworks(api_url=sandbox.url, api_key=API_KEY, project_id=sandbox.project_id)
-            progress.update(steps, advance=2, description="Uploading the cycler files (ingest-cycler-data)")
-            ingest = asyncio.run(ingest_cycler_data(cell=CELL, files=[str(f) for f in files], return_state=True))
-            ingest.result()
-
-            progress.update(steps, advance=1, description="Refitting Dn and Dp (nightly-refit)")
-            fit_row = progress.add_task("  fit: submitting", total=None)
-            state = asyncio.run(_refit(output, client, progress, fit_row))
-            fitted = state.result()
-            progress.remove_task(fit_row)
-
-            progress.update(steps, advance=1, description="Refitting again with unchanged data")
+            states = []
+            for i, ((label, cycles, _), rpt_files) in enumerate(zip(AGEING, files, strict=True)):
+                progress.update(steps, advance=1, description=f"Night {i + 1}: uploading {label} (ingest-cycler-data)")
+                ingest = asyncio.run(ingest_cycler_data(
+                    cell=CELL, files=[str(f) for f in rpt_files], tags=[f"rpt:{label}", f"efc:{cycles}"],
+                    start_time=FIRST_TEST + timedelta(days=DAYS_PER_RPT * i), return_state=True))
+                ingest.result()
+                progress.update(steps, advance=1, description=f"Night {i + 1}: refitting {label} (nightly-refit)")
+                states.append(asyncio.run(nightly_refit(cell=CELL, output_dir=str(output / "parameters"),
+                                                        return_state=True)))
+            refit = states[-1].result()
             before = len(client.pipeline.list(limit=1000))
             rerun = asyncio.run(nightly_refit(cell=CELL, return_state=True))
             rerun.result()
             after = len(client.pipeline.list(limit=1000))
             progress.update(steps, advance=1, description="Done")
-        ids = [s.state_details.flow_run_id for s in (ingest, state, rerun)]
-        _report(console, fitted, state, rerun, before, after, asyncio.run(_artifact_keys(ids)), output)
-        console.print(f"Cycler files: {', '.join(str(f) for f in files)}")
-        return fitted
+            history = parameter_history.fn(CellTarget(**CELL))
+        verdicts = [s.result().verdict.verdict for s in states]
+        _trajectory(console, history, verdicts)
+        _baseline_vs_latest(console, history)
+        ids = [s.state_details.flow_run_id for s in (*states, rerun)]
+        _report(console, refit, states, rerun, (before, after), asyncio.run(_artifact_keys(ids)), output)
+        return refit
     finally:
         sandbox.stop()
 
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # a first start migrates a database
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # run logs still reach the Prefect UI
     run(args.output_dir)
 

@@ -5,8 +5,9 @@ Example:
     >>> from ionworks_prefect import CellTarget, run_pipeline, upload_measurement
 """
 
+from .aliases import load_parameter_set, promote_parameter_set
 from .artifacts import publish_parameter_set
-from .cell_tests import CellTest, gather_cell_tests
+from .cell_tests import CellIdentity, CellTest, gather_cell_tests, identify_cell, list_cells
 from .credentials import IonworksCredentials
 from .exceptions import (
     InvalidMeasurementError,
@@ -76,7 +77,11 @@ __all__ = [
     "assign_to_study",
     "publish_parameter_set",
     "gather_cell_tests",
+    "identify_cell",
+    "list_cells",
     "parameter_history",
+    "promote_parameter_set",
+    "load_parameter_set",
     # helpers
     "assess_fit",
     "CellTarget",
@@ -99,6 +104,7 @@ __all__ = [
     "FittedParameter",
     "FittedParameterSet",
     "CellTest",
+    "CellIdentity",
     "FitVerdict",
     # errors
     "IonworksPrefectError",

@@ -34,6 +34,7 @@ from .measurements import DIGEST_TAG_PREFIX, CellArg, CellTarget
 from .retries import ionworks_task
 
 RPT_TAG_PREFIX = "rpt:"
+PAGE_SIZE = 100
 EFC_TAG_PREFIX = "efc:"
 
 
@@ -123,8 +124,22 @@ def group_tests(cell_instance_id: str, measurements: Iterable[Any]) -> list[Cell
     return sorted(tests, key=lambda t: (t.tested_at is None, t.tested_at or datetime.min, order[id(t)]))
 
 
+class CellIdentity(BaseModel):
+    """A cell instance and its specification, by id and by name."""
+
+    instance_id: str
+    instance_name: str
+    specification_id: str
+    specification_name: str
+
+    @property
+    def label(self) -> str:
+        """``specification/instance``: the name the cell's artifacts, runs and tags use."""
+        return f"{self.specification_name}/{self.instance_name}"
+
+
 def cell_label(cell: CellArg) -> str:
-    """The name a cell is published under: ``specification/instance``, or the instance id as given.
+    """The label of a cell as given: ``specification/instance`` for a ``CellTarget``, else the instance id.
 
     Example:
         >>> cell_label(CellTarget(specification="NMC811 21700", instance="cell-7"))
@@ -144,16 +159,30 @@ def specification_id(client: Ionworks, specification: str) -> str:
     return call("get cell specification", client.cell_spec.get, specification).id
 
 
+def find_cell(client: Ionworks, cell: CellArg) -> CellIdentity | None:
+    """The identity of an existing cell; None when a ``CellTarget`` names no existing cell (an unknown id: 404)."""
+    if isinstance(cell, str):
+        instance = call("get cell instance", client.cell_instance.get, cell)
+        spec = call("get cell specification", client.cell_spec.get, instance.cell_specification_id)
+        return CellIdentity(instance_id=instance.id, instance_name=instance.name, specification_id=spec.id,
+                            specification_name=spec.name)
+    spec_name = cell.specification if isinstance(cell.specification, str) else cell.specification["name"]
+    specs = call("find cell specification", client.cell_spec.list, name_exact=spec_name, limit=2)
+    if not specs:
+        return None
+    instances = call("find cell instance", client.cell_instance.list, specs[0].id, name_exact=cell.instance, limit=2)
+    if not instances:
+        return None
+    return CellIdentity(instance_id=instances[0].id, instance_name=instances[0].name,
+                        specification_id=specs[0].id, specification_name=specs[0].name)
+
+
 def find_cell_instance(client: Ionworks, cell: CellArg) -> str | None:
     """The instance id of an existing cell (None when a ``CellTarget`` names no existing instance)."""
     if isinstance(cell, str):
         return cell
-    spec = cell.specification if isinstance(cell.specification, str) else cell.specification["name"]
-    found = call("find cell specification", client.cell_spec.list, name_exact=spec, limit=2)
-    if not found:
-        return None
-    instances = call("find cell instance", client.cell_instance.list, found[0].id, name_exact=cell.instance, limit=2)
-    return instances[0].id if instances else None
+    found = find_cell(client, cell)
+    return found.instance_id if found else None
 
 
 def read_cell_tests(client: Ionworks, cell_instance_id: str) -> list[CellTest]:
@@ -161,6 +190,71 @@ def read_cell_tests(client: Ionworks, cell_instance_id: str) -> list[CellTest]:
     listed = call("list measurements", client.cell_measurement.list, cell_instance_id,
                   measurement_type="time_series", limit=1000, order_by="created_at", order="asc")
     return group_tests(cell_instance_id, [m for m in listed if m.processing_status in (None, "ready")])
+
+
+@ionworks_task(name="List cells", description="Every cell instance of a cell specification, by name.")
+def list_cells(specification: str, credentials: CredentialsArg = None) -> list[CellIdentity]:
+    """The cell instances of a specification (given by name or id), in name order.
+
+    Args:
+        specification: The cell specification's name or id.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the environment.
+
+    Returns:
+        One :class:`CellIdentity` per instance.
+
+    Raises:
+        IonworksNotFound: No specification has that name or id.
+        IonworksTransientError: Ionworks could not be reached; retried by the task's retry policy.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import list_cells
+
+        @flow
+        def cell_names() -> list[str]:
+            return [c.instance_name for c in list_cells("NMC811 21700")]
+        ```
+    """
+    client = resolve_credentials(credentials).get_client()
+    spec_id = specification_id(client, specification)
+    spec = call("get cell specification", client.cell_spec.get, spec_id)
+    cells: list[CellIdentity] = []
+    while True:
+        page = call("list cell instances", client.cell_instance.list, spec_id, limit=PAGE_SIZE, offset=len(cells))
+        cells += [CellIdentity(instance_id=i.id, instance_name=i.name, specification_id=spec_id,
+                               specification_name=spec.name) for i in page]
+        if len(page) < PAGE_SIZE:
+            return sorted(cells, key=lambda c: c.instance_name)
+
+
+@ionworks_task(name="Identify cell", description="The cell instance and specification, by id and by name.")
+def identify_cell(cell: CellArg, credentials: CredentialsArg = None) -> CellIdentity | None:
+    """Look a cell up: its instance and specification ids and names.
+
+    Args:
+        cell: A cell instance id or a :class:`CellTarget` (specification and instance names).
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the environment.
+
+    Returns:
+        The :class:`CellIdentity`, or None when a ``CellTarget`` names no existing cell.
+
+    Raises:
+        IonworksNotFound: An instance id that does not exist.
+        IonworksTransientError: Ionworks could not be reached; retried by the task's retry policy.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import CellTarget, identify_cell
+
+        @flow
+        def label_of(instance_id: str) -> str:
+            return identify_cell(instance_id).label
+        ```
+    """
+    return find_cell(resolve_credentials(credentials).get_client(), cell)
 
 
 @ionworks_task(

@@ -43,6 +43,8 @@ from .retries import ionworks_task
 FIT_MARKER_PREFIX = "iwp-fit:"
 _MARKER = re.compile(r"\[iwp-fit:(?P<cell>\S+) test=(?P<test>\S+) at=(?P<at>\S+) efc=(?P<efc>\S+) "
                      r"key=(?P<key>[0-9a-f]+)\]")
+ALIAS_PREFIX = "iwp-alias:"
+_ALIAS = re.compile(r"\[iwp-alias:([a-z0-9][a-z0-9-]*)\]")
 PAGE_SIZE = 100
 #: Columns every history frame has, before one column per fitted parameter.
 HISTORY_COLUMNS = ("test", "tested_at", "equivalent_full_cycles", "pipeline_id", "fitted_at", "rmse_mv")
@@ -60,6 +62,8 @@ class FitRecord(BaseModel):
     status: str
     is_failed: bool
     is_terminal: bool
+    description: str = ""
+    aliases: list[str] = []
 
     @property
     def succeeded(self) -> bool:
@@ -135,7 +139,8 @@ def list_fit_records(client: Ionworks, cell_instance_id: str) -> list[FitRecord]
             fields = parse_fit_marker(pipeline.description)
             if fields is not None and fields["cell_instance_id"] == cell_instance_id:
                 records.append(FitRecord(pipeline_id=pipeline.id, status=pipeline.status, is_failed=pipeline.is_failed,
-                                         is_terminal=pipeline.is_terminal, **fields))
+                                         is_terminal=pipeline.is_terminal, description=pipeline.description or "",
+                                         aliases=_ALIAS.findall(pipeline.description or ""), **fields))
     return records
 
 

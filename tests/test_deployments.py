@@ -80,8 +80,8 @@ def _docker_ignored(path: str) -> bool:
 
 
 def test_every_flow_module_has_its_deployment():
-    assert set(SPECS) == {"nightly-refit", "ingest-cycler-data", "cycler-watcher",
-                          "nightly-refit-docker", "ingest-cycler-data-docker"}
+    assert set(SPECS) == {"nightly-refit", "refit-cell", "ingest-cycler-data", "cycler-watcher",
+                          "nightly-refit-docker", "refit-cell-docker", "ingest-cycler-data-docker"}
     assert {SPECS[n]["work_pool"]["name"] for n in DOCKER} == {"ionworks-docker"}
     assert {spec["work_pool"]["name"] for spec in process_deployment_specs()} == {"ionworks-process"}
 
@@ -190,9 +190,9 @@ def test_serve_builds_the_process_deployments(monkeypatch):
     monkeypatch.chdir(ROOT)
     overrides = {"nightly-refit": {"drift_threshold": 0.1}}
     built = {d.name: d for d in runner_deployments(process_deployment_specs(), overrides)}
-    assert set(built) == {"nightly-refit", "ingest-cycler-data", "cycler-watcher"}
+    assert set(built) == {"nightly-refit", "refit-cell", "ingest-cycler-data", "cycler-watcher"}
     assert built["nightly-refit"].parameters["drift_threshold"] == 0.1
-    assert built["nightly-refit"].entrypoint == "ionworks_prefect/flows/nightly_refit.py:nightly_refit"  # where served
+    assert built["nightly-refit"].entrypoint == "ionworks_prefect/flows/fleet_refit.py:fleet_refit"  # where served
     assert len(built["ingest-cycler-data"].triggers) == 1
 
 
@@ -332,7 +332,7 @@ def test_process_worker_runs_the_nightly_refit_and_the_event_triggered_ingest(sa
     drop = tmp_path / "drop"
     drop.mkdir()
     synthetic(c_rate=0.5).write_csv(drop / "rpt-0.5C.csv")
-    refit = {"specification": None, "cell": cell,
+    refit = {"specification": cell["specification"],
              "parameters": {DN: {"initial_value": 2e-14, "bounds": [1e-14, 1e-13]}}}
 
     prefect = LivePrefect(tmp_path / "prefect-home", {**sandbox.client_env(), **prefect_database})
@@ -343,15 +343,15 @@ def test_process_worker_runs_the_nightly_refit_and_the_event_triggered_ingest(sa
         prefect.cli("--no-prompt", "deploy", "--name", "cycler-watcher", "--params",
                     json.dumps({"directory": str(drop), "cell": cell, "settle_seconds": 0}))
         london = ZoneInfo("Europe/London")
-        scheduled = prefect._until(lambda: prefect.runs("nightly-refit/nightly-refit", ["SCHEDULED"]), 60,
+        scheduled = prefect._until(lambda: prefect.runs("fleet-refit/nightly-refit", ["SCHEDULED"]), 60,
                                    "the scheduler to plan nightly runs")
         starts = {datetime.fromisoformat(r["expected_start_time"]).astimezone(london).time() for r in scheduled}
         assert starts == {dt_time(2, 0)}
 
         prefect.start_worker("ionworks-process")
-        nightly = prefect.wait_for_run(prefect.run_deployment("nightly-refit/nightly-refit"))
+        nightly = prefect.wait_for_run(prefect.run_deployment("fleet-refit/nightly-refit"))
         assert nightly["state"]["type"] == "COMPLETED", nightly["state"]
-        fitted = client.pipeline.list(description=f"ilike.%Nightly refit of {cell['specification']}/%", limit=10)
+        fitted = client.pipeline.list(description=f"ilike.%Refit of {cell['specification']}/%", limit=10)
         assert len(fitted) == 1 and fitted[0].status == "completed"
 
         watcher = prefect.wait_for_run(prefect.run_deployment("cycler-watcher/cycler-watcher"))

@@ -1,4 +1,5 @@
-"""The demo end to end (its own sandbox, the test Prefect server): truth recovered, files written, sandbox stopped."""
+"""The demo end to end (its own sandbox, the test Prefect server): a cell ageing over three tests, each refitted
+once to its hidden truth, the drift flagged at the test that moved, files written, sandbox stopped."""
 
 from __future__ import annotations
 
@@ -8,27 +9,33 @@ import os
 import httpx
 import pytest
 
-from flows.demo import TRUTH, run
+from flows.demo import AGEING, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 CELL_SLUG = "demo-nmc811-21700-cell-7"
 
 
-def test_demo_recovers_the_hidden_diffusivities_and_stops_its_sandbox(sandbox, tmp_path, monkeypatch, capsys):
+def test_demo_follows_the_cell_across_three_tests_and_stops_its_sandbox(sandbox, tmp_path, monkeypatch, capsys):
     for name in sandbox.client_env():
         monkeypatch.setenv(name, os.environ[name])  # restored afterwards: the demo points them at its own sandbox
-    fitted = run(tmp_path)
+    refit = run(tmp_path)
 
-    for name, truth in TRUTH.items():
-        assert fitted.values[name] == pytest.approx(truth, rel=0.02)
-    assert all(cost < 0.002 for cost in fitted.costs.values()), "RMSE in volts, near the 1 mV noise"
+    label, _, truth = AGEING[-1]
+    assert refit.fitted.test == label and refit.tests == len(AGEING)
+    for name, value in truth.items():
+        assert refit.fitted.values[name] == pytest.approx(value, rel=0.02)
+    assert max(refit.fitted.rmse_mv.values()) < 2.0, "RMSE near the 1 mV noise"
+    assert refit.verdict.verdict == "drifted" and refit.verdict.baseline_test == AGEING[0][0]
     written = {p.name for p in (tmp_path / "parameters").iterdir()}
     assert {f"{CELL_SLUG}.json", f"{CELL_SLUG}.bpx.json"} <= written and any(n.endswith(".png") for n in written)
     assert json.loads((tmp_path / "parameters" / f"{CELL_SLUG}.bpx.json").read_text())["Header"]["BPX"] == 1.0
-    assert {p.name for p in (tmp_path / "cycler-files").iterdir()} == {"rpt-1C.mpt", "rpt-0.5C.csv"}
+    assert len(list((tmp_path / "cycler-files").glob("rpt-*/*"))) == 2 * len(AGEING)
 
     shown = capsys.readouterr().out
-    assert "1 -> 1" in shown  # re-run with unchanged data: no new pipeline
-    assert f"fitted-parameters-{CELL_SLUG}" in shown and "/runs/flow-run/" in shown
+    assert shown.count("baseline") >= 1 and "| ok" not in shown
+    assert "3 -> 3" in shown  # re-run with unchanged data: no new pipeline
+    assert f"fitted-parameters-{CELL_SLUG}-history" in shown and "/runs/flow-run/" in shown
+    for label, *_ in AGEING:
+        assert label in shown
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{os.environ['IONWORKS_API_URL']}/healthz", timeout=2)

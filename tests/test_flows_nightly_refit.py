@@ -14,7 +14,14 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
 
-from ionworks_prefect import CellTarget, parameter_history, upload_measurement
+from ionworks_prefect import (
+    CellTarget,
+    ParameterSetError,
+    load_parameter_set,
+    parameter_history,
+    promote_parameter_set,
+    upload_measurement,
+)
 from ionworks_prefect.artifacts import artifact_key
 from ionworks_prefect.cell_tests import MeasurementRef
 from ionworks_prefect.events import slug
@@ -91,8 +98,10 @@ async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_mo
     instance_id = first.cell_instance_id
     _upload_rpt(cell, "RPT 1", discharge(seed=2), days=30)
 
-    fitted = await nightly_refit(cell=cell, parameters=DN_ONLY, output_dir=str(tmp_path))
+    refit = await nightly_refit(cell=cell, parameters=DN_ONLY, output_dir=str(tmp_path))
+    fitted = refit.fitted
     assert len(_refits(client, instance_id)) == 2, "one pipeline per test"
+    assert (refit.new_fits, refit.tests, refit.verdict.verdict, refit.cell.label) == (2, 2, "ok", label)
     assert (fitted.test, fitted.cell) == ("RPT 1", label)
     assert fitted.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
     assert set(fitted.rmse_mv) == {"RPT 1 1C"} and 0.5 < fitted.rmse_mv["RPT 1 1C"] < 3.0
@@ -101,10 +110,10 @@ async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_mo
 
     again = await nightly_refit(cell=cell, parameters=DN_ONLY)
     assert len(_refits(client, instance_id)) == 2, "an unchanged night submits nothing"
-    assert (again.pipeline_id, again.values) == (fitted.pipeline_id, fitted.values)
+    assert (again.new_fits, again.fitted.pipeline_id, again.fitted.values) == (0, fitted.pipeline_id, fitted.values)
 
     _upload_rpt(cell, "RPT 2", discharge(TRUE_DN * 1.5, seed=3), days=60)
-    latest = await nightly_refit(cell=cell, parameters=DN_ONLY, drift_threshold=0.05)
+    latest = (await nightly_refit(cell=cell, parameters=DN_ONLY, drift_threshold=0.05)).fitted
     assert len(_refits(client, instance_id)) == 3, "only the new test is fitted"
     assert latest.test == "RPT 2" and latest.values[DN] == pytest.approx(1.5 * TRUE_DN, rel=0.05)
     (event,) = await asyncio.to_thread(_verdict_events, "ionworks.parameters.drifted", instance_id, 1)
@@ -126,7 +135,7 @@ async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_mo
 async def test_a_joint_fit_uses_every_measurement_once(client):
     cell = CellTarget(specification=unique("joint-spec"), instance=unique("cell"))
     uploaded = [_upload_rpt(cell, f"RPT {i}", discharge(seed=10 + i), days=i) for i in range(2)]
-    fitted = await nightly_refit(cell=cell, parameters=DN_ONLY, joint=True)
+    fitted = (await nightly_refit(cell=cell, parameters=DN_ONLY, joint=True)).fitted
     assert fitted.test == JOINT_TEST and sorted(fitted.measurement_ids) == sorted(u.id for u in uploaded)
     assert fitted.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
     assert len(_refits(client, uploaded[0].cell_instance_id)) == 1
@@ -154,7 +163,7 @@ elements:
     objectives = pipeline_from_file(pipeline, refs)["elements"]["fit"]["objectives"]
     assert [o["data"] for o in objectives.values()] == [f"db:{u.id}" for u in uploaded]
 
-    fitted = await nightly_refit(cell=cell, pipeline_file=str(pipeline))
+    fitted = (await nightly_refit(cell=cell, pipeline_file=str(pipeline))).fitted
     assert sorted(fitted.measurement_ids) == sorted(u.id for u in uploaded)
     assert fitted.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
     assert set(fitted.rmse_mv) == {"RPT 0 1.0C", "RPT 0 0.5C"}
@@ -172,8 +181,35 @@ async def test_a_cell_without_measurements_fails_clearly(client):
 async def test_a_deleted_fit_is_refitted_not_returned(client):
     cell = CellTarget(specification=unique("refit-spec"), instance=unique("cell"))
     _upload_rpt(cell, "RPT 0", discharge(seed=5), days=0)
-    first = await nightly_refit(cell=cell, parameters=DN_ONLY)
+    first = (await nightly_refit(cell=cell, parameters=DN_ONLY)).fitted
     client.pipeline.delete(first.pipeline_id)
-    again = await nightly_refit(cell=cell, parameters=DN_ONLY)
+    again = (await nightly_refit(cell=cell, parameters=DN_ONLY)).fitted
     assert again.pipeline_id != first.pipeline_id
     assert again.values[DN] == pytest.approx(TRUE_DN, rel=0.05)
+
+
+async def test_aliases_latest_best_and_a_promoted_production_survive_in_ionworks(client):
+    cell = CellTarget(specification=unique("alias-spec"), instance=unique("cell"))
+    instance_id = _upload_rpt(cell, "RPT 0", discharge(seed=6), days=0).cell_instance_id
+    _upload_rpt(cell, "RPT 1", discharge(seed=7), days=30)
+    await nightly_refit(cell=cell, parameters=DN_ONLY)
+    history = parameter_history.fn(cell)
+    first, second = history["pipeline_id"].to_list()
+
+    assert load_parameter_set.fn(cell, "latest").pipeline_id == second
+    best = history.sort("rmse_mv")["pipeline_id"][0]
+    assert load_parameter_set.fn(cell, "best").pipeline_id == best
+    with pytest.raises(ParameterSetError, match="promoted as 'production'"):
+        load_parameter_set.fn(cell, "production")
+
+    promote_parameter_set.fn(cell, first, "production")
+    promote_parameter_set.fn(cell, second, "production")  # moves it
+    production = load_parameter_set.fn(cell, "production")
+    assert (production.pipeline_id, production.test) == (second, "RPT 1")
+    assert production.to_bpx()["Parameterisation"]["Negative electrode"]["Diffusivity [m2.s-1]"] == pytest.approx(
+        production.values[DN])
+    assert sum("[iwp-alias:production]" in (p.description or "") for p in _refits(client, instance_id)) == 1
+    with pytest.raises(ParameterSetError, match="worked out from the history"):
+        promote_parameter_set.fn(cell, first, "best")
+    with pytest.raises(ParameterSetError, match="not a successful refit"):
+        promote_parameter_set.fn(cell, "no-such-pipeline", "production")

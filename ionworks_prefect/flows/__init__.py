@@ -1,6 +1,7 @@
 """Reusable Prefect flows for battery teams, built on the ionworks_prefect tasks.
 
-- :func:`nightly_refit`: refit a cell's parameters to its measurements and publish them (nightly).
+- :func:`nightly_refit`: fit each new test of a cell, judge it, publish the cell's trajectory (nightly).
+- :func:`fleet_refit`: every cell of a specification refitted as its own run, bounded; one fleet view.
 - :func:`ingest_cycler_data`: upload new cycler files, report broken ones, optionally refit.
 - :func:`cycler_watcher`: announce new files in a drop directory as events.
 - :func:`convert_protocol_files`: one UCP protocol to native files for several cyclers.
@@ -21,7 +22,8 @@ Example:
 from .convert_protocol import convert_protocol_files
 from .cycler_watcher import cycler_watcher
 from .doe_sweep import doe_sweep
+from .fleet_refit import fleet_refit
 from .ingest_cycler_data import ingest_cycler_data
 from .nightly_refit import nightly_refit
 
-__all__ = ["convert_protocol_files", "cycler_watcher", "doe_sweep", "ingest_cycler_data", "nightly_refit"]
+__all__ = ["convert_protocol_files", "cycler_watcher", "doe_sweep", "fleet_refit", "ingest_cycler_data", "nightly_refit"]

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -112,12 +113,15 @@ async def ingest_cycler_data(
     refit: bool = False,
     refit_deployment: Optional[str] = None,
     credentials: Optional[str] = None,
+    tags: Optional[list[str]] = None,
+    start_time: Optional[datetime] = None,
 ) -> IngestReport:
     """Upload cycler files for ``cell`` (instance id or ``{"specification", "instance"}``).
 
     With ``refit``, a refit follows when at least one new measurement was stored: the deployment
     ``refit_deployment`` (e.g. ``"nightly-refit/refit-cell"``) is started without waiting, or, without
-    one, the ``nightly_refit`` flow runs here as a subflow.
+    one, the ``nightly_refit`` flow runs here as a subflow. ``tags`` (e.g. ``["rpt:RPT 3", "efc:300"]``) and
+    ``start_time`` are given to every uploaded measurement, so the files of one check-up form one test.
 
     Example:
         >>> report = await ingest_cycler_data(cell="1c4f...", files=["rpt-0.mpt", "rpt-1.mpt"])
@@ -129,7 +133,8 @@ async def ingest_cycler_data(
         logger.info("No cycler files to ingest")
         return IngestReport(files=[])
     instance_id = resolve_cell(cell, credentials)
-    futures = upload_measurement.map(paths, unmapped(instance_id), credentials=unmapped(credentials))
+    futures = upload_measurement.map(paths, unmapped(instance_id), credentials=unmapped(credentials),
+                                     tags=unmapped(tags), start_time=unmapped(start_time))
     settled = await asyncio.to_thread(results_or_reasons, futures)
     outcomes = [_outcome(path, *result) for path, result in zip(paths, settled, strict=False)]
     for outcome in outcomes:

@@ -31,7 +31,7 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ionworks_prefect import (
     CellTarget,
@@ -42,11 +42,19 @@ from ionworks_prefect import (
     run_pipeline,
 )
 from ionworks_prefect.artifacts import publish_unchanged
-from ionworks_prefect.cell_tests import CellTest, MeasurementRef, cell_label, gather_cell_tests
+from ionworks_prefect.cell_tests import (
+    CellIdentity,
+    CellTest,
+    MeasurementRef,
+    cell_label,
+    gather_cell_tests,
+    identify_cell,
+)
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.events import emit_fit_verdict, slug
 from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
-from ionworks_prefect.retries import ionworks_task
+from ionworks_prefect.fleet import fleet_row, publish_fleet_summary
+from ionworks_prefect.retries import ionworks_task, rate_limited
 from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
 DN = "Negative particle diffusivity [m2.s-1]"
@@ -81,6 +89,16 @@ class NoMeasurements(IonworksPrefectError):
 
 class RefitFailed(IonworksPrefectError):
     """At least one test of the cell could not be fitted (the others were fitted and published)."""
+
+
+class CellRefit(BaseModel):
+    """What a night's refit of one cell found: the newest fitted set, its verdict, how many fits were new."""
+
+    cell: CellIdentity
+    fitted: FittedParameterSet = Field(description="The newest test's fitted set (also on an unchanged night).")
+    verdict: FitVerdict = Field(description="That set judged against the cell's first and previous tests.")
+    new_fits: int = Field(description="Pipelines fitted this run (0 on an unchanged night).")
+    tests: int = Field(description="Fitted tests in the cell's history.")
 
 
 def _objective_names(measurements: list[MeasurementRef]) -> list[str]:
@@ -250,7 +268,9 @@ async def nightly_refit(
     output_dir: Optional[str] = None,
     credentials: Optional[str] = None,
     max_wait_seconds: float = 3600.0,
-) -> FittedParameterSet:
+    fleet_summary: bool = True,
+    rate_limit: Optional[str] = None,
+) -> CellRefit:
     """Refit the tests of one cell that have no fit yet, and publish the cell's fitted trajectory.
 
     Args:
@@ -264,9 +284,12 @@ async def nightly_refit(
         output_dir: Also write the newest set as JSON and BPX, and the fit plot, there.
         credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
         max_wait_seconds: How long to wait for each refit pipeline.
+        fleet_summary: Update the cell's row of the ``fleet-<specification>`` view (a fleet refit publishes the
+            whole view once instead).
+        rate_limit: A Prefect rate limit every Ionworks task run takes a slot of (a fleet refit sets it).
 
     Returns:
-        The newest test's :class:`FittedParameterSet` (the newest fit, also on an unchanged night).
+        A :class:`CellRefit`: the cell, the newest test's fitted set and verdict, and how many fits were new.
 
     Raises:
         NoMeasurements: The cell has no processed time-series measurement.
@@ -282,43 +305,52 @@ async def nightly_refit(
         @flow
         async def refit_my_cells():
             for instance in ("cell-7", "cell-8"):
-                fitted = await nightly_refit(cell={"specification": "NMC811 21700", "instance": instance})
-                print(fitted.test, fitted.values, fitted.rmse_mv)
+                refit = await nightly_refit(cell={"specification": "NMC811 21700", "instance": instance})
+                print(refit.fitted.test, refit.fitted.values, refit.fitted.rmse_mv, refit.verdict.verdict)
 
         asyncio.run(refit_my_cells())
         ```
     """
     logger = get_run_logger()
-    label = cell_label(cell)
-    tests = gather_cell_tests(cell, credentials)
-    if not tests:
-        raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
-    if joint:
-        tests = [joint_test(tests)]
-    instance_id = tests[0].cell_instance_id
-    configs = [refit_config(t, parameters, pipeline_file, model) for t in tests]
-    done = fitted_keys(instance_id, credentials)
-    todo = [(t, c) for t, c in zip(tests, configs, strict=True) if fit_key(t, c) not in done]
-
-    if not todo:
-        history = fitted_history(instance_id, label, {}, credentials)
-        logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
-        publish_unchanged(history[-1])
-        return history[-1]
-
-    logger.info("Refitting %d new test(s) of %s: %s", len(todo), label, ", ".join(t.label for t, _ in todo))
-    states = await asyncio.gather(*(_fit(t, c, label, credentials, max_wait_seconds) for t, c in todo),
-                                  return_exceptions=True)
-    fitted = {s.pipeline_id: s for s in states if isinstance(s, FittedParameterSet)}
-    failures = [f"{t.label}: {s}" for (t, _), s in zip(todo, states, strict=True) if isinstance(s, BaseException)]
-    history = fitted_history(instance_id, label, fitted, credentials) if fitted else []
-    verdicts = judge_fits(history, list(fitted), instance_id, drift_threshold, rmse_threshold_mv) if fitted else []
-    if history:
-        publish_parameter_set(history[-1], credentials, history=history[:-1], drift_threshold=drift_threshold,
-                              rmse_threshold_mv=rmse_threshold_mv, image_dir=output_dir)
-        if output_dir:
-            write_parameter_files(history[-1], output_dir, model)
+    identity = identify_cell(cell, credentials)
+    if identity is None:
+        raise NoMeasurements(f"No cell {cell_label(cell)!r} in Ionworks, so no measurement to fit")
+    label = identity.label
+    with rate_limited(rate_limit):
+        tests = gather_cell_tests(identity.instance_id, credentials)
+        if not tests:
+            raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
+        if joint:
+            tests = [joint_test(tests)]
+        configs = [refit_config(t, parameters, pipeline_file, model) for t in tests]
+        done = fitted_keys(identity.instance_id, credentials)
+        todo = [(t, c) for t, c in zip(tests, configs, strict=True) if fit_key(t, c) not in done]
+        if todo:
+            logger.info("Refitting %d new test(s) of %s: %s", len(todo), label, ", ".join(t.label for t, _ in todo))
+        else:
+            logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
+        outcomes = await asyncio.gather(*(_fit(t, c, label, credentials, max_wait_seconds) for t, c in todo),
+                                        return_exceptions=True)
+        fitted = {s.pipeline_id: s for s in outcomes if isinstance(s, FittedParameterSet)}
+        failures = [f"{t.label}: {s}" for (t, _), s in zip(todo, outcomes, strict=True) if isinstance(s, BaseException)]
+        history = fitted_history(identity.instance_id, label, fitted, credentials)
+        if not history:
+            raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
+        judged = judge_fits(history, list(fitted), identity.instance_id, drift_threshold, rmse_threshold_mv)
+        newest = history[-1]
+        verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(
+            history, drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+        if fitted:
+            publish_parameter_set(newest, credentials, history=history[:-1], drift_threshold=drift_threshold,
+                                  rmse_threshold_mv=rmse_threshold_mv, image_dir=output_dir)
+            if output_dir:
+                write_parameter_files(newest, output_dir, model)
+        else:
+            publish_unchanged(newest)
+        if fleet_summary:
+            publish_fleet_summary(identity.specification_name,
+                                  {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
     if failures:
         raise RefitFailed(f"{len(failures)} of {len(todo)} test(s) of {label} could not be fitted: "
                           + "; ".join(failures))
-    return history[-1]
+    return CellRefit(cell=identity, fitted=newest, verdict=verdict, new_fits=len(fitted), tests=len(history))
