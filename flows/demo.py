@@ -80,7 +80,7 @@ def _warm_up_prefect() -> None:
 def _trajectory(console: Console, history: pl.DataFrame, verdicts: list[str]) -> None:
     table = Table(title=f"Trajectory of {CELL['specification']}/{CELL['instance']} (one row per test)")
     for column in ("Test", "Date", "EFC", "Dn [m2.s-1]", "Dp [m2.s-1]", "Worst RMSE", "Verdict"):
-        table.add_column(column, justify="left" if column in ("Test", "Verdict") else "right")
+        table.add_column(escape(column), justify="left" if column in ("Test", "Verdict") else "right")
     for row, verdict in zip(history.iter_rows(named=True), verdicts, strict=True):
         table.add_row(row["test"], f"{row['tested_at']:%Y-%m-%d}", f"{row['equivalent_full_cycles']:g}",
                       f"{row[DN]:.4g}", f"{row[DP]:.4g}", f"{row['rmse_mv']:.2f} mV", verdict)
