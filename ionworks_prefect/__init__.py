@@ -9,6 +9,7 @@ from .aliases import load_parameter_set, promote_parameter_set
 from .artifacts import publish_parameter_set
 from .cell_tests import CellIdentity, CellTest, gather_cell_tests, identify_cell, list_cells
 from .credentials import IonworksCredentials
+from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
 from .exceptions import (
     InvalidMeasurementError,
     InvalidPipelineConfig,
@@ -57,8 +58,11 @@ from .waiting import PollSchedule
 __version__ = "0.1.0"
 
 __all__ = [
-    # block
+    # blocks and the job flow
     "IonworksCredentials",
+    "IonworksPipeline",
+    "IonworksPipelineRun",
+    "run_ionworks_pipeline",
     # tasks
     "upload_measurement",
     "submit_pipeline",

@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 from ionworks import Ionworks
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 DEFAULT_API_URL = "https://api.ionworks.com"
 
@@ -33,6 +33,8 @@ class IonworksCredentials(CredentialsBlock):
         print(client.health_check())
         ```
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # a validation error must not echo a key or token
 
     _block_type_name = "Ionworks Credentials"
     _description = "Credentials and endpoint for the Ionworks battery-modelling API."
@@ -69,6 +71,12 @@ class IonworksCredentials(CredentialsBlock):
         title="Request timeout",
         description="Timeout in seconds for each JSON request; the client default is 10 seconds.",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> IonworksCredentials:
+        if self.api_key is not None and self.token is not None:
+            raise ValueError("Give an API key or a bearer token, not both")
+        return self
 
     def get_client(self) -> Ionworks:
         """Return a new configured ``ionworks.Ionworks`` client.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -77,8 +78,19 @@ def test_saved_block_is_loaded_by_name(prefect_server, sandbox):
     assert whoami_from_block() == loaded.get_client().whoami()["id"]
 
 
-def test_block_registers_from_the_module(prefect_server):
+def test_blocks_register_from_the_module(prefect_server):
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's server, not a new one
     result = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "ionworks_prefect"],
-                            capture_output=True, text=True, timeout=180)
+                            capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr
-    assert "Ionworks Credentials" in result.stdout
+    assert "Ionworks Credentials" in result.stdout and "Ionworks Pipeline" in result.stdout
+
+
+def test_an_api_key_and_a_token_together_are_refused_without_echoing_either():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="API key or a bearer token, not both") as caught:
+        IonworksCredentials(api_key="key-secret-1", token="token-secret-2")
+    assert "secret" not in str(caught.value)
