@@ -423,3 +423,24 @@ def test_simulation_statuses_refuse_more_ids_than_the_documented_page(client):
     error = _error(lambda: client.post("/simulations/statuses", {"simulation_ids": 7}))
     assert error.status_code == 422
     assert client.post("/simulations/statuses", {"simulation_ids": ["none"] * 1000, "limit": 1000}) == []
+
+
+@pytest.mark.parametrize(
+    "doe",
+    [
+        {"sampling": "random", "count": 10**9, "rows": [{"type": "range", "name": "x", "min": 0, "max": 1}]},
+        {"sampling": "grid", "rows": [{"type": "range", "name": "x", "min": 0, "max": 1, "count": 10**5},
+                                      {"type": "discrete", "name": "y", "values": [1.0, 2.0]}]},
+    ],
+    ids=["random", "grid"],
+)
+def test_a_batch_expanding_past_the_limit_is_422_before_anything_runs(client, doe):
+    config = {
+        "parameterized_model": "spm-chen2020",
+        "protocol_experiment": {"protocol": ONE_C_DISCHARGE, "name": unique("sweep")},
+        "design_parameters_doe": doe,
+    }
+    started = time.monotonic()
+    error = _error(lambda: client.simulation.protocol_batch(config))
+    assert (error.status_code, error.data["detail"]["field"]) == (422, "design_parameters_doe")
+    assert error.data["detail"]["max_count"] == 10_000 and time.monotonic() - started < 10

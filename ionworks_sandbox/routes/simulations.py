@@ -19,6 +19,8 @@ from .protocols import template_of
 router = APIRouter()
 #: The most ids one ``POST /simulations/statuses`` answers for (the client pages its requests by this).
 MAX_STATUS_IDS = 1000
+#: The most simulations one batch request may expand to (the sandbox's own bound; it runs them all locally).
+MAX_BATCH_RUNS = 10_000
 _STATES = {"pending": "queued", "running": "running", "completed": "completed", "failed": "failed", "canceled": "canceled"}
 
 
@@ -28,6 +30,13 @@ def _runs(body: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]
 
     base = dict((body.get("experiment_parameter_sets") or [{}])[0] or {})
     conditions = body.get("conditions")
+    planned = len(conditions) if isinstance(conditions, list) else _doe_run_count(body.get("design_parameters_doe"))
+    if planned > MAX_BATCH_RUNS:
+        field = "conditions" if isinstance(conditions, list) else "design_parameters_doe"
+        raise unprocessable(
+            f"{field}: the batch expands to {planned} simulations; at most {MAX_BATCH_RUNS} per request",
+            {"field": field, "count": planned, "max_count": MAX_BATCH_RUNS},
+        )
     try:
         if conditions:
             return [
@@ -38,6 +47,19 @@ def _runs(body: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]
     except (ValueError, TypeError) as exc:
         raise unprocessable(f"design_parameters_doe: {exc}", {"field": "design_parameters_doe"}) from exc
     return [(base, design) for design in designs] or [(base, {})]
+
+
+def _doe_run_count(doe: Any) -> int:
+    """How many runs a DOE asks for, counted as the client does, before anything is expanded."""
+    if not isinstance(doe, dict):
+        return 1
+    if doe.get("sampling") != "grid":
+        return doe["count"] if isinstance(doe.get("count"), int) else 1
+    total = 1
+    for row in doe.get("rows") or []:
+        size = (len(row["values"]) if isinstance(row.get("values"), list) else row.get("count")) if isinstance(row, dict) else 1
+        total *= size if isinstance(size, int) and size > 0 else 1
+    return total
 
 
 def _view(record: dict[str, Any], runner: Runner) -> dict[str, Any]:
