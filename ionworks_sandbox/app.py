@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -64,6 +66,9 @@ def _routers() -> list[Any]:
 def create_app(settings: SandboxSettings) -> FastAPI:
     """Build the application; resources open on startup and close on shutdown.
 
+    The pipeline checks (and PyBaMM under them) are imported in the background at startup, so the first
+    submission does not pay for the import.
+
     Example:
         >>> app = create_app(SandboxSettings(Path("data"), ("dev-key",), "http://127.0.0.1:8765"))
     """
@@ -76,6 +81,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
         _ensure_organizations(store, settings)
         app.state.jobs = JobRunner(store, settings.data_dir, settings.workers)
         app.state.jobs.start()
+        threading.Thread(target=importlib.import_module, args=(f"{__package__}.pipeline_checks",), daemon=True).start()
         try:
             yield
         finally:
