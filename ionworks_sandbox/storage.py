@@ -56,7 +56,9 @@ class Storage:
         root.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path, public_url: str, download_lifetime_s: float = DOWNLOAD_URL_LIFETIME_S) -> Storage:
+    def in_data_dir(
+        cls, data_dir: Path, public_url: str, download_lifetime_s: float = DOWNLOAD_URL_LIFETIME_S
+    ) -> Storage:
         """Storage under ``data_dir/objects`` with a signing secret kept in ``data_dir/secret``."""
         secret_file = data_dir / "secret"
         if not secret_file.exists():

@@ -170,7 +170,9 @@ def confirm_upload(
     return _bundle(store.get(KIND, measurement_id))
 
 
-def _measurement_fields(store: Store, caller: Principal, upload: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+def _measurement_fields(
+    store: Store, caller: Principal, upload: dict[str, Any], body: dict[str, Any]
+) -> dict[str, Any]:
     """The record a confirm creates, from the upload and the confirm's metadata; 4xx naming what is wrong."""
     instance_id = upload["cell_instance_id"]
     if body.get("cell_instance_id") not in (None, instance_id):

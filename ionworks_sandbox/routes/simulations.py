@@ -57,8 +57,9 @@ def _doe_run_count(doe: Any) -> int:
         return doe["count"] if isinstance(doe.get("count"), int) else 1
     total = 1
     for row in doe.get("rows") or []:
-        size = (len(row["values"]) if isinstance(row.get("values"), list) else row.get("count")) if isinstance(row, dict) else 1
-        total *= size if isinstance(size, int) and size > 0 else 1
+        if isinstance(row, dict):
+            size = len(row["values"]) if isinstance(row.get("values"), list) else row.get("count")
+            total *= size if isinstance(size, int) and size > 0 else 1
     return total
 
 
