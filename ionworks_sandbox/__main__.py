@@ -33,6 +33,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-body-mb", type=float, default=float(env("IONWORKS_SANDBOX_MAX_BODY_MB", "512")), help="request body limit"
     )
+    parser.add_argument(
+        "--upload-ttl-seconds",
+        type=float,
+        default=float(env("IONWORKS_SANDBOX_UPLOAD_TTL_SECONDS", "86400")),
+        help="how long an initiated upload waits for its confirm before it and its files are removed",
+    )
+    parser.add_argument(
+        "--download-url-ttl-seconds",
+        type=float,
+        default=float(env("IONWORKS_SANDBOX_DOWNLOAD_URL_TTL_SECONDS", "900")),
+        help="how long a signed download link stays valid",
+    )
     parser.add_argument("--public-url", default=env("IONWORKS_SANDBOX_PUBLIC_URL"), help="base URL clients reach")
     args = parser.parse_args(argv)
     if not args.api_keys:
@@ -52,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         public_url=public_url,
         workers=args.workers,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        upload_ttl_s=args.upload_ttl_seconds,
+        download_url_ttl_s=args.download_url_ttl_seconds,
     )
     first_key, first_org = next(iter(settings.organizations.items()))
     print(f"IONWORKS_API_URL={public_url}")

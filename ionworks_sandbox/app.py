@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .auth import authenticate
 from .errors import ApiError
 from .jobs import JobRunner
-from .middleware import BodyTooLarge, RequestBodyMiddleware
+from .middleware import RequestBodyMiddleware
 from .settings import SandboxSettings
 from .storage import Storage
 from .store import Store, json_safe
@@ -63,6 +66,9 @@ def _routers() -> list[Any]:
 def create_app(settings: SandboxSettings) -> FastAPI:
     """Build the application; resources open on startup and close on shutdown.
 
+    The pipeline checks (and PyBaMM under them) are imported in the background at startup, so the first
+    submission does not pay for the import.
+
     Example:
         >>> app = create_app(SandboxSettings(Path("data"), ("dev-key",), "http://127.0.0.1:8765"))
     """
@@ -71,27 +77,31 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         store = Store(settings.data_dir / "sandbox.db")
         app.state.store = store
-        app.state.storage = Storage.in_data_dir(settings.data_dir, settings.public_url)
+        app.state.storage = Storage.in_data_dir(settings.data_dir, settings.public_url, settings.download_url_ttl_s)
         _ensure_organizations(store, settings)
         app.state.jobs = JobRunner(store, settings.data_dir, settings.workers)
         app.state.jobs.start()
+        threading.Thread(target=importlib.import_module, args=(f"{__package__}.pipeline_checks",), daemon=True).start()
         try:
             yield
         finally:
             app.state.jobs.stop()
             store.close()
 
-    app = FastAPI(title="Ionworks sandbox", lifespan=lifespan, default_response_class=SafeJSONResponse)
+    app = FastAPI(
+        title="Ionworks sandbox",
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return SafeJSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return SafeJSONResponse({"error_code": "PAYLOAD_TOO_LARGE", "message": str(exc), "detail": None}, status_code=413)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -107,6 +117,11 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         return SafeJSONResponse({"error_code": code, "message": str(exc.detail), "detail": None}, status_code=exc.status_code)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
+    async def _described() -> dict[str, Any]:
+        """The API description, for callers holding a key (there is no unauthenticated docs page)."""
+        return app.openapi()
 
     for router in _routers():
         app.include_router(router)

@@ -22,13 +22,18 @@ class RequestBodyMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
+        if length is not None and not length.isdigit():
+            await _respond(send, 400, {"error_code": "BAD_REQUEST", "message": "Invalid Content-Length", "detail": None})
+            return
         if length is not None and int(length) > self.max_bytes:
             await _too_large(send, self.max_bytes)
             return
-        gzipped = headers.get(b"content-encoding", b"").lower() == b"gzip"
-        if not gzipped:
-            await self.app(scope, self._limited(receive, send), send)
-            return
+        if headers.get(b"content-encoding", b"").lower() == b"gzip":
+            await self._gunzipped(scope, receive, send)
+        else:
+            await self._streamed(scope, receive, send)
+
+    async def _gunzipped(self, scope: Scope, receive: Any, send: Any) -> None:
         body = bytearray()
         while True:
             message = await receive()
@@ -62,23 +67,41 @@ class RequestBodyMiddleware:
 
         await self.app(scope, replay, send)
 
-    def _limited(self, receive: Any, send: Any) -> Any:
-        seen = 0
-        max_bytes = self.max_bytes
+    async def _streamed(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Pass the body through, counting it; past the limit the app's own answer is dropped for a 413.
 
-        async def wrapped() -> dict[str, Any]:
-            nonlocal seen
+        A body without ``Content-Length`` (chunked) is only known to be too large while it is read, and whoever
+        reads it (FastAPI's JSON parsing answers 400 for any failure) must not decide the status.
+        """
+        seen = 0
+        exceeded = started = False
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen, exceeded
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > max_bytes:
-                raise BodyTooLarge(max_bytes)
+            if seen > self.max_bytes:
+                exceeded = True
+                raise BodyTooLarge(self.max_bytes)
             return message
 
-        return wrapped
+        async def guarded(message: dict[str, Any]) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except BodyTooLarge:
+            pass
+        if exceeded and not started:
+            await _too_large(send, self.max_bytes)
 
 
 class BodyTooLarge(Exception):
-    """A streamed body passed the configured limit."""
+    """A streamed body passed the configured limit (raised to whoever reads it; answered 413 here)."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"Request body exceeds the limit of {max_bytes} bytes")

@@ -1,4 +1,5 @@
-"""Sandbox settings: where data lives, which API keys are accepted, how many compute workers run."""
+"""Sandbox settings: where data lives, which API keys are accepted, how many compute workers run, and the limits
+a careful server keeps (body size, how long an unconfirmed upload waits, how long a download link works)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ class SandboxSettings:
     public_url: str
     workers: int = 2
     max_body_bytes: int = 512 * 1024 * 1024
+    upload_ttl_s: float = 24 * 3600.0
+    download_url_ttl_s: float = 900.0
     organizations: dict[str, Organization] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from ionworks_prefect import (
     CellTarget,
     FittedParameterSet,
     InvalidPipelineConfig,
+    IonworksRequestError,
     PipelineCanceled,
     PipelineFailed,
     PipelineResult,
@@ -121,10 +122,17 @@ async def test_wait_reports_progress_and_returns_the_final_run(client):
     assert progress and progress[0].data == 100.0 and final.id in progress[0].description
 
 
+def _fitting_a_name_no_model_reads(config: dict) -> dict:
+    """Fit a name an entry defines but the model never reads: accepted at submission, refused when it runs."""
+    config["elements"]["known"]["values"]["Bogus parameter [m]"] = 1.0
+    config["elements"]["fit"]["parameters"] = {"Bogus parameter [m]": {"initial_value": 1.0, "bounds": [0.5, 2.0]}}
+    return config
+
+
 async def test_failed_pipeline_raises_with_the_server_reason():
     config = fit_pipeline("db:unused", optimizer="dummy").to_config()
     config["elements"]["fit"]["objectives"]["1C"]["data"] = synthetic().to_dict(as_series=False)
-    config["elements"]["fit"]["parameters"] = {"Bogus parameter [m]": {"initial_value": 1.0, "bounds": [0.5, 2.0]}}
+    config = _fitting_a_name_no_model_reads(config)
 
     @flow
     async def failing():
@@ -133,6 +141,19 @@ async def test_failed_pipeline_raises_with_the_server_reason():
     with pytest.raises(PipelineFailed) as caught:
         await failing()
     assert caught.value.status == "failed" and "Bogus parameter" in caught.value.error
+
+
+def test_an_unknown_fit_parameter_fails_at_submission_without_retries(client):
+    config = fit_pipeline("db:unused", optimizer="dummy").to_config()
+    config["elements"]["fit"]["objectives"]["1C"]["data"] = synthetic().to_dict(as_series=False)
+    config["elements"]["fit"]["parameters"] = {"Negative particle diffusivity": {"initial_value": 2e-14}}
+    before = {p.id for p in client.pipeline.list()}
+    started = time.monotonic()
+    with pytest.raises(IonworksRequestError) as caught:
+        submit_pipeline.fn(config)
+    assert (caught.value.status_code, caught.value.error_code) == (422, "CONFIGURATION_ERROR")
+    assert DN in str(caught.value) and time.monotonic() - started < 5
+    assert {p.id for p in client.pipeline.list()} == before
 
 
 async def test_timeout_leaves_the_pipeline_running_and_cancel_stops_it(client, measurement_id):

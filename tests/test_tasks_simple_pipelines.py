@@ -57,6 +57,7 @@ async def test_submit_reattaches_and_wait_returns_the_result(client, data_ref):
 
 async def test_failed_simple_pipeline_raises(data_ref):
     config = fit_pipeline(data_ref, optimizer="dummy").to_config()
+    config["elements"]["known"]["values"]["Bogus parameter [m]"] = 1.0  # accepted at submission, refused at run
     config["elements"]["fit"]["parameters"] = {"Bogus parameter [m]": {"initial_value": 1.0, "bounds": [0.5, 2.0]}}
 
     @flow

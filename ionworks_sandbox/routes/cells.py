@@ -161,7 +161,7 @@ def create_instance(spec_id: str, body: dict[str, Any], caller: Caller, store: R
         "project_id": spec["project_id"],
         "organization_id": caller.org_id,
         "created_by_email": f"sandbox@{caller.org.name}.local",
-        **_batch_fields(store, spec_id, body.get("batch_id")),
+        **_batch_fields(store, caller, spec_id, body.get("batch_id")),
     }
     with _names:
         _instance_name_taken(store, spec_id, name)
@@ -170,11 +170,11 @@ def create_instance(spec_id: str, body: dict[str, Any], caller: Caller, store: R
         )
 
 
-def _batch_fields(store: Store, spec_id: str, batch_id: str | None) -> dict[str, Any]:
-    """``batch_id``/``batch_name`` for an instance; 400 unless the batch belongs to the specification."""
+def _batch_fields(store: Store, caller: Principal, spec_id: str, batch_id: str | None) -> dict[str, Any]:
+    """``batch_id``/``batch_name`` for an instance; 400 unless the batch is the caller's and the specification's."""
     if batch_id is None:
         return {"batch_id": None, "batch_name": None}
-    batch = store.find("cell_batch", str(batch_id))
+    batch = store.find("cell_batch", str(batch_id), org_id=caller.org_id)
     if batch is None or batch.get("cell_specification_id") != spec_id:
         raise bad_request(
             f"batch_id '{batch_id}' is not a batch of cell specification '{spec_id}'", {"field": "batch_id"}
@@ -210,7 +210,7 @@ def update_instance(instance_id: str, body: dict[str, Any], caller: Caller, stor
         raise bad_request("Field 'batch' was removed: pass 'batch_id' of a cell batch instead", {"field": "batch"})
     changes = dict(body)
     if "batch_id" in body:
-        changes.update(_batch_fields(store, instance["cell_specification_id"], body["batch_id"]))
+        changes.update(_batch_fields(store, caller, instance["cell_specification_id"], body["batch_id"]))
     with _names:
         if "name" in body:
             _instance_name_taken(store, instance["cell_specification_id"], body["name"], instance_id)

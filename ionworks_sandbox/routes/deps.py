@@ -12,6 +12,7 @@ from ..errors import bad_request, not_found
 from ..query import order_and_page
 from ..storage import Storage
 from ..store import Store
+from ..uploads import PendingUploads
 
 Caller = Annotated[Principal, Depends(authenticate)]
 
@@ -24,8 +25,13 @@ async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
+async def get_uploads(request: Request) -> PendingUploads:
+    return request.app.state.uploads
+
+
 Records = Annotated[Store, Depends(get_store)]
 Objects = Annotated[Storage, Depends(get_storage)]
+Uploads = Annotated[PendingUploads, Depends(get_uploads)]
 
 
 def project_of(store: Store, caller: Principal, project_id: str | None) -> dict[str, Any]:

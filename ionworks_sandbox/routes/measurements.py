@@ -1,11 +1,14 @@
 """Cell measurements: signed-URL upload, processing status, listing, downloads, steps and cycles.
 
 Upload: ``initiate-upload`` answers absolute signed URLs for ``time_series.parquet`` and ``steps.parquet`` and
-keeps a pending upload (not listed anywhere); the client PUTs the files; ``confirm-upload`` creates the
-measurement and processes it (see :mod:`ionworks_sandbox.measurement_processing`). Small uploads are processed
+keeps a pending upload (not listed anywhere, removed with its files if not confirmed in time, see
+:mod:`ionworks_sandbox.uploads`); the client PUTs the files; ``confirm-upload`` creates the measurement once and
+processes it (see :mod:`ionworks_sandbox.measurement_processing`). Small uploads are processed
 before confirm answers, so it reports ``ready`` and the client does not poll. A rejected upload is reported as
 ``pending`` by confirm, as the platform does at that point, so the client's wait reads the ``failed`` record
 at once and raises ``MeasurementProcessingError`` (the client would return a ``failed`` confirm silently).
+A confirm refused for its metadata (tags over the documented limits, a taken name ...) discards the upload and its
+files; one that comes before the time series was stored leaves the upload waiting.
 
 Every measurement record carries ``tags`` (a list), ``measurement_type``, ``processing_status``,
 ``processing_error``, and once ready ``row_count``, ``step_count`` and ``data_digest`` (SHA-256 over the parsed
@@ -14,7 +17,6 @@ frame's values, see :func:`~ionworks_sandbox.measurement_processing.data_digest`
 
 from __future__ import annotations
 
-import threading
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -23,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse
 
 from ..auth import Principal
-from ..errors import ApiError, bad_request, conflict
+from ..errors import ApiError, bad_request, conflict, not_found
 from ..measurement_processing import (
     CYCLES,
     INLINE_ROW_LIMIT,
@@ -37,9 +39,11 @@ from ..measurement_processing import (
 from ..query import filter_records, order_and_page
 from ..storage import Storage
 from ..store import Store
-from .deps import Caller, Objects, Paging, Records, envelope, owned, project_of, require
+from ..uploads import LOCK, UPLOAD, PendingUploads
+from .measurement_metadata import check_protocol, checked_metadata, normalise_tags, time_series_only
+from .deps import Caller, Objects, Paging, Records, Uploads, envelope, owned, project_of
 
-KIND, UPLOAD = "cell_measurement", "measurement_upload"
+KIND = "cell_measurement"
 _FILTERS = ("name", "measurement_type", "created_by_email", "created_at", "updated_at", "start_time")
 _UPDATABLE = (
     "name",
@@ -57,18 +61,19 @@ _SERVER_FIELDS = (
     "id", "created_at", "updated_at", "cell_instance_id", "cell_specification_id", "project_id", "organization_id",
     "measurement_type", "processing_status", "processing_error", "row_count", "step_count", "data_digest", "steps_source",
 )  # fmt: skip
-MAX_TAGS, MAX_TAG_LENGTH = 50, 50
-_names = threading.Lock()
 
 
 @asynccontextmanager
 async def _processing(app: FastAPI):
     processor = MeasurementProcessor(app.state.store, app.state.storage)
-    app.state.measurements = processor
+    uploads = PendingUploads(app.state.store, app.state.storage, app.state.settings.upload_ttl_s)
+    app.state.measurements, app.state.uploads = processor, uploads
     processor.start()
+    uploads.start()
     try:
         yield
     finally:
+        uploads.close()
         processor.close()
 
 
@@ -92,23 +97,6 @@ def _name_taken(store: Store, instance_id: str, name: str, own_id: str | None = 
             raise conflict(f"Cell measurement '{name}' already exists for this cell instance", other["id"])
 
 
-def normalise_tags(tags: Any) -> list[str]:
-    """Trimmed, de-duplicated case-insensitively (first spelling wins) and sorted; 400 naming a bad tag."""
-    if tags is None:
-        return []
-    if isinstance(tags, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise bad_request("Field 'tags' must be a list of strings", {"field": "tags"})
-    kept: dict[str, str] = {}
-    for tag in (t.strip() for t in tags):
-        if len(tag) > MAX_TAG_LENGTH:
-            raise bad_request(f"Tag '{tag}' is longer than {MAX_TAG_LENGTH} characters", {"field": "tags"})
-        if tag:
-            kept.setdefault(tag.lower(), tag)
-    if len(kept) > MAX_TAGS:
-        raise bad_request(f"A measurement may carry at most {MAX_TAGS} tags, got {len(kept)}", {"field": "tags"})
-    return sorted(kept.values(), key=str.lower)
-
-
 def _tag_filter(records: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
     every = {t.lower() for t in request.query_params.getlist("tags_all")}
     some = {t.lower() for t in request.query_params.getlist("tags_any")}
@@ -120,77 +108,84 @@ def _tag_filter(records: list[dict[str, Any]], request: Request) -> list[dict[st
     return kept
 
 
-def _upload_target(storage: Storage, measurement_id: str, filename: str) -> dict[str, Any]:
-    key = object_key(measurement_id, filename)
-    return {"filename": filename, "signed_url": storage.signed_url(key), "token": storage.token(key), "path": key}
-
-
-def _time_series_only(body: dict[str, Any]) -> None:
-    kind = body.get("measurement_type") or "time_series"
-    if kind != "time_series":
-        raise ApiError(
-            422,
-            "UNSUPPORTED",
-            f"measurement_type '{kind}' cannot be uploaded to the sandbox; supported: ['time_series']",
-            {"field": "measurement_type", "value": kind, "supported": ["time_series"]},
-        )
-
-
-def _metadata(body: dict[str, Any]) -> dict[str, Any]:
-    measurement = body.get("measurement")
-    if not isinstance(measurement, dict):
-        raise bad_request("Field 'measurement' must be an object with a 'name'", {"field": "measurement"})
-    require(measurement, "name")
-    return measurement
-
-
 # ---- upload -------------------------------------------------------------------------------------------
 
 
 @router.post("/cell_instances/{instance_id}/cell_measurements/initiate-upload")
 def initiate_upload(
-    instance_id: str, body: dict[str, Any], caller: Caller, store: Records, storage: Objects
+    instance_id: str, body: dict[str, Any], caller: Caller, store: Records, uploads: Uploads
 ) -> dict[str, Any]:
     instance = owned(store, caller, "cell_instance", instance_id, "Cell instance")
-    measurement = _metadata(body)
-    _time_series_only(body)
+    measurement = checked_metadata(body)
+    time_series_only(body)
+    check_protocol(store, caller, measurement.get("protocol_id"), instance["project_id"])
     _name_taken(store, instance_id, measurement["name"])
-    upload = store.insert(
-        UPLOAD,
+    upload = uploads.open(
         {"name": measurement["name"], "cell_instance_id": instance_id},
         org_id=caller.org_id,
         project_id=instance["project_id"],
         parent_id=instance_id,
     )
-    return {
-        "measurement_id": upload["id"],
-        "uploads": [_upload_target(storage, upload["id"], f) for f in (TIME_SERIES, STEPS)],
-    }
+    return {"measurement_id": upload["id"], "uploads": uploads.targets(upload)}
 
 
 @router.post("/cell_measurements/{measurement_id}/confirm-upload")
 def confirm_upload(
-    measurement_id: str, body: dict[str, Any], caller: Caller, store: Records, storage: Objects, processor: Processor
+    measurement_id: str,
+    body: dict[str, Any],
+    caller: Caller,
+    store: Records,
+    storage: Objects,
+    uploads: Uploads,
+    processor: Processor,
 ) -> dict[str, Any]:
-    confirmed = store.find(KIND, measurement_id, org_id=caller.org_id)
-    if confirmed is not None:
-        return _bundle(confirmed)
-    upload = owned(store, caller, UPLOAD, measurement_id, "Measurement upload")
+    with LOCK:  # one confirm turns the upload into the measurement; a repeated one reads the result
+        confirmed = store.find(KIND, measurement_id, org_id=caller.org_id)
+        if confirmed is not None:
+            return _bundle(confirmed)
+        upload = uploads.find(measurement_id, org_id=caller.org_id)
+        if upload is None:
+            raise not_found("Measurement upload", measurement_id)
+        try:
+            fields = _measurement_fields(store, caller, upload, body)
+        except ApiError:
+            uploads.discard(measurement_id)
+            raise
+        series_path = storage.path(object_key(measurement_id, TIME_SERIES))
+        if not series_path.is_file():
+            raise bad_request(
+                f"{TIME_SERIES} has not been uploaded for measurement '{measurement_id}'", {"field": TIME_SERIES}
+            )
+        fields["steps_source"] = "uploaded" if storage.path(object_key(measurement_id, STEPS)).is_file() else "derived"
+        store.delete(UPLOAD, measurement_id)
+        store.insert(
+            KIND, fields, org_id=caller.org_id, project_id=fields["project_id"], parent_id=upload["cell_instance_id"],
+            id=measurement_id,
+        )  # fmt: skip
+    rows = parquet_row_count(series_path)
+    if rows is not None and rows > INLINE_ROW_LIMIT:
+        processor.submit(measurement_id)
+    else:
+        processor.run(measurement_id)
+    return _bundle(store.get(KIND, measurement_id))
+
+
+def _measurement_fields(
+    store: Store, caller: Principal, upload: dict[str, Any], body: dict[str, Any]
+) -> dict[str, Any]:
+    """The record a confirm creates, from the upload and the confirm's metadata; 4xx naming what is wrong."""
     instance_id = upload["cell_instance_id"]
     if body.get("cell_instance_id") not in (None, instance_id):
         raise bad_request(
             f"cell_instance_id '{body['cell_instance_id']}' does not match the upload's cell instance '{instance_id}'",
             {"field": "cell_instance_id"},
         )
-    _time_series_only(body)
-    metadata = _metadata(body)
+    time_series_only(body)
+    metadata = checked_metadata(body)
     instance = owned(store, caller, "cell_instance", instance_id, "Cell instance")
-    series_path = storage.path(object_key(measurement_id, TIME_SERIES))
-    if not series_path.is_file():
-        raise bad_request(
-            f"{TIME_SERIES} has not been uploaded for measurement '{measurement_id}'", {"field": TIME_SERIES}
-        )
-    fields = {
+    check_protocol(store, caller, metadata.get("protocol_id"), instance["project_id"])
+    _name_taken(store, instance_id, metadata["name"])
+    return {
         **{k: v for k, v in metadata.items() if k not in _SERVER_FIELDS},
         "cell_instance_id": instance_id,
         "cell_specification_id": instance["cell_specification_id"],
@@ -198,35 +193,12 @@ def confirm_upload(
         "organization_id": caller.org_id,
         "created_by_email": f"sandbox@{caller.org.name}.local",
         "measurement_type": "time_series",
-        "tags": normalise_tags(metadata.get("tags")),
         "processing_status": "pending",
         "processing_error": None,
         "row_count": None,
         "step_count": None,
         "data_digest": None,
-        "steps_source": "uploaded" if storage.path(object_key(measurement_id, STEPS)).is_file() else "derived",
     }
-    with _names:
-        try:
-            _name_taken(store, instance_id, fields["name"])
-        except ApiError:
-            _discard_upload(store, storage, measurement_id)
-            raise
-        store.delete(UPLOAD, measurement_id)
-        store.insert(
-            KIND,
-            fields,
-            org_id=caller.org_id,
-            project_id=instance["project_id"],
-            parent_id=instance_id,
-            id=measurement_id,
-        )
-    rows = parquet_row_count(series_path)
-    if rows is not None and rows > INLINE_ROW_LIMIT:
-        processor.submit(measurement_id)
-    else:
-        processor.run(measurement_id)
-    return _bundle(store.get(KIND, measurement_id))
 
 
 def _bundle(record: dict[str, Any]) -> dict[str, Any]:
@@ -240,17 +212,13 @@ def _bundle(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _discard_upload(store: Store, storage: Storage, measurement_id: str) -> None:
-    store.delete(UPLOAD, measurement_id)
-    storage.delete_prefix(measurement_id)
-
-
 def delete_instance_measurements(store: Store, storage: Storage, instance_id: str) -> None:
     """Delete an instance's measurements and pending uploads with their stored files."""
-    for kind in (KIND, UPLOAD):
-        for record in store.list(kind, parent_id=instance_id):
-            store.delete(kind, record["id"])
-            storage.delete_prefix(record["id"])
+    with LOCK:
+        for kind in (KIND, UPLOAD):
+            for record in store.list(kind, parent_id=instance_id):
+                store.delete(kind, record["id"])
+                storage.delete_prefix(record["id"])
 
 
 # ---- reading ------------------------------------------------------------------------------------------
@@ -367,7 +335,9 @@ def update_measurement(measurement_id: str, body: dict[str, Any], caller: Caller
         changes["tags"] = normalise_tags(body["tags"])
     if "name" in body and body["name"] in (None, ""):
         raise bad_request("Field 'name' must not be empty", {"field": "name"})
-    with _names:
+    if "protocol_id" in body:
+        check_protocol(store, caller, body["protocol_id"], record["project_id"])
+    with LOCK:
         if "name" in body:
             _name_taken(store, record["cell_instance_id"], body["name"], measurement_id)
         return store.update(KIND, measurement_id, changes)

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from ..errors import ApiError, not_found, unprocessable
-from .deps import Caller, Records, envelope, project_of, require
+from ..errors import ApiError, bad_request, not_found, unprocessable
+from .deps import Caller, Records, envelope, owned, project_of, require
 
 router = APIRouter()
 
@@ -47,7 +47,8 @@ def resolve_model(value: Any, store: Records, caller: Caller) -> dict[str, Any]:
         )
     base_id = value.get("model_id") or value.get("type")
     config = value.get("config") or {}
-    if base_id in BUILTIN or (isinstance(base_id, str) and store.find("parameterized_model", base_id) is not None):
+    own_model = isinstance(base_id, str) and store.find("parameterized_model", base_id, org_id=caller.org_id) is not None
+    if base_id in BUILTIN or own_model:
         base = resolve_model(base_id, store, caller)
     elif base_id in BASE_MODELS:
         base = {"type": base_id, "options": config.get("options") or value.get("options") or {}, "parameter_set": "Chen2020", "parameters": {}}
@@ -76,7 +77,7 @@ def resolve_model(value: Any, store: Records, caller: Caller) -> dict[str, Any]:
 @router.post("/cells/{cell_spec_id}/parameterized_models")
 def create_parameterized_model(body: dict[str, Any], caller: Caller, store: Records, cell_spec_id: str | None = None) -> dict[str, Any]:
     name = require(body, "name")
-    project = project_of(store, caller, body.get("project_id"))
+    project = _project_for(store, caller, cell_spec_id, body.get("project_id"))
     model = resolve_model({k: body.get(k) for k in ("model_id", "parameters", "config")}, store, caller)
     fields = {
         "name": name,
@@ -91,6 +92,19 @@ def create_parameterized_model(body: dict[str, Any], caller: Caller, store: Reco
         "parameters": model.get("parameters") or {},
     }
     return store.insert("parameterized_model", fields, org_id=caller.org_id, project_id=project["id"], parent_id=cell_spec_id)
+
+
+def _project_for(store: Records, caller: Caller, cell_spec_id: str | None, project_id: str | None) -> dict[str, Any]:
+    """The project a new model goes to: its cell specification's (which the caller must own), else ``project_id``."""
+    if cell_spec_id is None:
+        return project_of(store, caller, project_id)
+    spec = owned(store, caller, "cell_specification", cell_spec_id, "Cell specification")
+    if project_id not in (None, spec["project_id"]):
+        raise bad_request(
+            f"project_id '{project_id}' is not the project of cell specification '{cell_spec_id}'",
+            {"field": "project_id"},
+        )
+    return project_of(store, caller, spec["project_id"])
 
 
 @router.get("/parameterized_models")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse
 
-from ..errors import ApiError, not_found, unprocessable
+from ..errors import ApiError, bad_request, not_found, unprocessable
 from ..handlers import SIMULATION
 from ..jobs import TERMINAL
 from .deps import Caller, Objects, Records, owned, project_of
@@ -17,6 +17,10 @@ from .models import resolve_model
 from .protocols import template_of
 
 router = APIRouter()
+#: The most ids one ``POST /simulations/statuses`` answers for (the client pages its requests by this).
+MAX_STATUS_IDS = 1000
+#: The most simulations one batch request may expand to (the sandbox's own bound; it runs them all locally).
+MAX_BATCH_RUNS = 10_000
 _STATES = {"pending": "queued", "running": "running", "completed": "completed", "failed": "failed", "canceled": "canceled"}
 
 
@@ -26,6 +30,13 @@ def _runs(body: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]
 
     base = dict((body.get("experiment_parameter_sets") or [{}])[0] or {})
     conditions = body.get("conditions")
+    planned = len(conditions) if isinstance(conditions, list) else _doe_run_count(body.get("design_parameters_doe"))
+    if planned > MAX_BATCH_RUNS:
+        field = "conditions" if isinstance(conditions, list) else "design_parameters_doe"
+        raise unprocessable(
+            f"{field}: the batch expands to {planned} simulations; at most {MAX_BATCH_RUNS} per request",
+            {"field": field, "count": planned, "max_count": MAX_BATCH_RUNS},
+        )
     try:
         if conditions:
             return [
@@ -36,6 +47,20 @@ def _runs(body: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]
     except (ValueError, TypeError) as exc:
         raise unprocessable(f"design_parameters_doe: {exc}", {"field": "design_parameters_doe"}) from exc
     return [(base, design) for design in designs] or [(base, {})]
+
+
+def _doe_run_count(doe: Any) -> int:
+    """How many runs a DOE asks for, counted as the client does, before anything is expanded."""
+    if not isinstance(doe, dict):
+        return 1
+    if doe.get("sampling") != "grid":
+        return doe["count"] if isinstance(doe.get("count"), int) else 1
+    total = 1
+    for row in doe.get("rows") or []:
+        if isinstance(row, dict):
+            size = len(row["values"]) if isinstance(row.get("values"), list) else row.get("count")
+            total *= size if isinstance(size, int) and size > 0 else 1
+    return total
 
 
 def _view(record: dict[str, Any], runner: Runner) -> dict[str, Any]:
@@ -54,12 +79,22 @@ def _view(record: dict[str, Any], runner: Runner) -> dict[str, Any]:
     }
 
 
+def _check_study(store: Records, caller: Caller, study_id: Any, project_id: str) -> None:
+    """A study the simulations join must be the caller's and in their project (404 / 400 otherwise)."""
+    if study_id is None:
+        return
+    study = owned(store, caller, "study", str(study_id), "Study")
+    if study["project_id"] != project_id:
+        raise bad_request(f"study_id '{study_id}' is not a study of project '{project_id}'", {"field": "study_id"})
+
+
 @router.post("/simulations/with-template/batch")
 def create_simulations(body: dict[str, Any], caller: Caller, store: Records, runner: Runner) -> list[dict[str, Any]]:
     from ..compute.ucp import find_input_references
 
     template = template_of(store, caller, body.get("experiment_template_id"))
     project = project_of(store, caller, body.get("project_id") or template.get("project_id"))
+    _check_study(store, caller, body.get("study_id"), project["id"])
     model = resolve_model(body.get("parameterized_model"), store, caller)
     runs = _runs(body)
     inputs = find_input_references(template["source_protocol"])
@@ -155,8 +190,15 @@ def download_steps(simulation_id: str, caller: Caller, store: Records, storage: 
 
 @router.post("/simulations/statuses")
 def simulation_statuses(body: dict[str, Any], caller: Caller, store: Records, runner: Runner) -> list[dict[str, Any]]:
+    ids, limit = body.get("simulation_ids") or [], body.get("limit")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > MAX_STATUS_IDS:
+        raise unprocessable(
+            f"simulation_ids must be a list of at most {MAX_STATUS_IDS} ids", {"field": "simulation_ids"}
+        )
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise unprocessable("limit must be a positive integer", {"field": "limit"})
     statuses = []
-    for simulation_id in (body.get("simulation_ids") or [])[:1000]:
+    for simulation_id in ids:
         record = store.find("simulation", simulation_id, org_id=caller.org_id)
         if record is None:
             continue
@@ -165,7 +207,7 @@ def simulation_statuses(body: dict[str, Any], caller: Caller, store: Records, ru
             {"simulation_id": simulation_id, "status": job["status"], "error": job.get("error"),
              "error_code": job.get("error_code"), "updated_at": job["updated_at"]}
         )
-    return statuses[: body.get("limit") or None]
+    return statuses[:limit]
 
 
 @router.delete("/simulations/{simulation_id}")

@@ -114,7 +114,7 @@ def list_study_measurements(
 ) -> dict[str, Any]:
     _study(store, caller, project_id, study_id)
     ids = [l["target_id"] for l in store.list("study_link", parent_id=study_id) if l["target_kind"] == "measurement"]
-    records = [m for m in (store.find("cell_measurement", i) for i in ids) if m is not None]
+    records = [m for m in (store.find("cell_measurement", i, org_id=caller.org_id) for i in ids) if m is not None]
     return envelope(records[offset : offset + limit], len(records))
 
 

@@ -21,8 +21,10 @@ ELEMENT_LABELS = {
 
 
 def check_elements(elements: Any) -> dict[str, dict[str, Any]]:
-    """Validate a pipeline's elements up front: 422 naming the element, field and what is supported."""
+    """Validate a pipeline's elements up front: 422 naming the element, field and what is supported (or, for an
+    unknown fitted parameter, the closest known names; for over-limit inline data, the row counts)."""
     from ..compute.pipeline import PipelineInputError, UnsupportedFeature, check_pipeline
+    from ..pipeline_checks import InlineDataTooLarge, UnknownParameter, check_submission
 
     if not isinstance(elements, dict) or not elements:
         raise unprocessable("Field 'elements' must be a non-empty object of named elements")
@@ -37,6 +39,10 @@ def check_elements(elements: Any) -> dict[str, dict[str, Any]]:
         ) from exc
     except PipelineInputError as exc:
         raise ApiError(422, "CONFIGURATION_ERROR", str(exc), {"field": getattr(exc, "field", None)}) from exc
+    try:
+        check_submission(elements)
+    except (InlineDataTooLarge, UnknownParameter) as exc:
+        raise ApiError(422, "CONFIGURATION_ERROR", str(exc), exc.detail()) from exc
     return elements
 
 
