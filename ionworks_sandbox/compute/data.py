@@ -25,6 +25,8 @@ TEMPERATURE = "Temperature [degC]"
 REQUIRED_COLUMNS = (TIME, CURRENT, VOLTAGE)
 #: A row is at rest when its current is within this fraction of the largest current (or 0.1 mA).
 REST_FRACTION = 1e-3
+#: The rested voltage is averaged over this last part of the opening rest (cycler noise is ~1 mV).
+REST_TAIL_S = 60.0
 SUPPORTED_LOADER_OPTIONS = ("first_step", "last_step", "remove_duplicates", "sort", "transforms")
 SUPPORTED_TRANSFORMS = ("remove_duplicates", "sort")
 _WRAPPER_KEYS = {"data", "options", "time_range", "metadata"}
@@ -65,12 +67,15 @@ class Series:
 
     @property
     def rested_voltage(self) -> float | None:
-        """The voltage at the end of the rest the data opens with (its open-circuit voltage), else ``None``."""
+        """The open-circuit voltage the data opens with: the mean voltage over the last ``REST_TAIL_S`` of the
+        rest before the current starts (the last rest row when the rest is shorter), else ``None``."""
         threshold = max(REST_FRACTION * float(np.max(np.abs(self.current))), 1e-4)
         moving = np.flatnonzero(np.abs(self.current) > threshold)
         if moving.size == 0 or moving[0] == 0:
             return None
-        return float(self.voltage[moving[0] - 1])
+        end = moving[0] - 1
+        tail = (self.time[: end + 1] >= self.time[end] - REST_TAIL_S)
+        return float(np.mean(self.voltage[: end + 1][tail]))
 
 
 def parse_data(value: Any, field_path: str, references: Mapping[str, Mapping[str, Any]]) -> DataSpec:
