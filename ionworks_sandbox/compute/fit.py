@@ -267,13 +267,15 @@ def run_fit(
     )  # fmt: skip
     progress({"best_cost": outcome.fun, "evaluations": outcome.evaluations, "iteration": outcome.iterations})
     fitted = rows(outcome.x)[0]
-    by_objective = {name: float(value[0]) for name, value in per_objective(outcome.x).items()}
+    parts = per_objective(outcome.x)
+    by_objective = {name: float(value[0]) for name, value in parts.items()}
+    best_cost = float(total(parts)[0])  # the fit's cost at its result, whatever the optimizer minimised
     result = {
         "type": "OptimizationResult",
         "parameter_values": fitted,
         "x": [fitted[n] for n in names],
-        "fun": outcome.fun,
-        "cost": outcome.fun,
+        "fun": best_cost,
+        "cost": best_cost,
         "success": outcome.success,
         "message": outcome.message,
         "evaluations": outcome.evaluations,

@@ -179,10 +179,11 @@ class _Tracker:
         """Residual rows for ``xs`` (finite: a failed solve's residuals are large, not NaN)."""
         assert self.residuals is not None
         self._check_budget()
-        values, rows = self.residuals(np.atleast_2d(xs))
-        self._record(np.atleast_2d(xs), np.asarray(values, dtype=float))
-        return np.nan_to_num(np.asarray(rows, dtype=float), nan=FAILED_RESIDUAL, posinf=FAILED_RESIDUAL,
+        _, rows = self.residuals(np.atleast_2d(xs))
+        rows = np.nan_to_num(np.asarray(rows, dtype=float), nan=FAILED_RESIDUAL, posinf=FAILED_RESIDUAL,
                              neginf=-FAILED_RESIDUAL)  # fmt: skip
+        self._record(np.atleast_2d(xs), np.sum(rows**2, axis=1))  # least squares' own objective picks the best
+        return rows
 
     def _check_budget(self) -> None:
         if self.evaluations >= self.max_evaluations:
@@ -227,7 +228,7 @@ def run_optimizer(
     """Minimise ``cost`` (rows of scaled points -> costs) from ``x0`` within ``bounds`` (``None`` = unbounded).
 
     The global methods need finite bounds (``parse_fit`` checks that); ``ScipyLeastSquares`` needs
-    ``residuals`` (it minimises their sum of squares; the best point is still judged by ``cost``).
+    ``residuals`` and minimises their sum of squares, which also picks its best point (and is its ``fun``).
     """
     settings = spec.settings
     max_evaluations = min(int(settings.get("max_evaluations", settings.get("max_nfev", MAX_EVALUATIONS))),
