@@ -61,7 +61,7 @@ def _knot(stoichiometry: float) -> str:
     return f"Positive electrode OCP at {STOICHIOMETRY} {stoichiometry:g} [V]"
 
 
-#: Name -> unit of every parameter the default pipeline fits.
+#: Name -> unit of every parameter the default pipeline fits (without the knots when ``adapt_ocp=False``).
 FITTED_PARAMETERS: dict[str, str] = {
     CN0: "mol.m-3",
     EPS_N: "-",
@@ -138,6 +138,7 @@ def ageing_refit_pipeline(
     model: str = "SPMe",
     base_parameter_set: str = BASE_PARAMETER_SET,
     ocp_bounds_v: float = 0.3,
+    adapt_ocp: bool = True,
 ) -> dict:
     """The wire config of the default ageing refit over ``data`` (see the module docstring for the stages).
 
@@ -147,6 +148,7 @@ def ageing_refit_pipeline(
         model: ``"SPM"``, ``"SPMe"`` or ``"DFN"``, run with a contact resistance.
         base_parameter_set: The PyBaMM set the OCP knots start from (its values at the breakpoints).
         ocp_bounds_v: How far (V) each OCP knot may move from the base OCP.
+        adapt_ocp: False keeps the base set's OCPs: no ``ocp`` element, and ``balance`` fits the window only.
 
     Returns:
         The pipeline config (``iws.Pipeline(...).to_config()``), ready for ``client.pipeline.create``.
@@ -172,12 +174,16 @@ def ageing_refit_pipeline(
     def fitted(ranges: dict[str, tuple[float, tuple[float, float]]]) -> dict[str, iws.Parameter]:
         return {n: iws.Parameter(n, initial_value=v, bounds=b) for n, (v, b) in ranges.items()}
 
-    knots = {_knot(s): (v, (v - ocp_bounds_v, v + ocp_bounds_v))
-             for s, v in zip(OCP_BREAKPOINTS, _base_ocp_knots(base_parameter_set), strict=True)}  # fmt: skip
+    knots = {}
+    elements: dict[str, Any] = {}
+    if adapt_ocp:
+        knots = {_knot(s): (v, (v - ocp_bounds_v, v + ocp_bounds_v))
+                 for s, v in zip(OCP_BREAKPOINTS, _base_ocp_knots(base_parameter_set), strict=True)}  # fmt: skip
+        elements["ocp"] = iws.direct_entries.PiecewiseInterpolation1D(
+            base_parameter_name=OCP_P, breakpoint_values=list(OCP_BREAKPOINTS),
+            breakpoint_parameter_name=STOICHIOMETRY,
+        )  # fmt: skip
     lowest = _lowest_rate(data)
-    ocp = iws.direct_entries.PiecewiseInterpolation1D(
-        base_parameter_name=OCP_P, breakpoint_values=list(OCP_BREAKPOINTS), breakpoint_parameter_name=STOICHIOMETRY
-    )
     balance = iws.DataFit(
         objectives={lowest.name: objective(lowest)},
         parameters=fitted({**BALANCE_PARAMETERS, **knots}),
@@ -190,4 +196,4 @@ def ageing_refit_pipeline(
         cost=iws.costs.RMSE(normalization="identity"),
         optimizer=iws.parameter_estimators.ScipyLeastSquares(),
     )
-    return iws.Pipeline({"ocp": ocp, "balance": balance, "kinetics": kinetics}).to_config()
+    return iws.Pipeline({**elements, "balance": balance, "kinetics": kinetics}).to_config()

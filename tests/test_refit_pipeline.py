@@ -31,6 +31,12 @@ def test_balance_uses_the_lowest_rate_test_and_kinetics_every_test():
             assert low <= spec["initial_value"] <= high, name
 
 
+def test_base_ocps_can_be_kept():
+    elements = ageing_refit_pipeline(TESTS, adapt_ocp=False)["elements"]
+    assert list(elements) == ["balance", "kinetics"]
+    assert not any(" OCP at " in name for name in elements["balance"]["parameters"])
+
+
 def test_without_currents_the_first_test_balances_the_cell():
     tests = [RefitData(name=t.name, measurement_id=t.measurement_id) for t in TESTS]
     assert list(ageing_refit_pipeline(tests)["elements"]["balance"]["objectives"]) == ["1C"]
