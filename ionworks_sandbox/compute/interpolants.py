@@ -34,7 +34,12 @@ _KEYS = {"element_type", "name", "base_parameter_name", "breakpoint_values", "br
 
 
 def knot_name(base: str, breakpoint_name: str, value: float) -> str:
-    """``"Positive electrode OCP [V]"``, ``"Stoichiometry"``, 0.5 -> ``"Positive electrode OCP at Stoichiometry 0.5 [V]"``."""
+    """The knot's name, as ``SlopesToKnots`` names them.
+
+    Example:
+        >>> knot_name("Positive electrode OCP [V]", "Stoichiometry", 0.5)
+        'Positive electrode OCP at Stoichiometry 0.5 [V]'
+    """
     stem, _, unit = base.rpartition(" [")
     return f"{stem} at {breakpoint_name} {value:g} [{unit}" if stem else f"{base} at {breakpoint_name} {value:g}"
 

@@ -17,7 +17,9 @@ import numpy as np
 from .costs import Cost, parse_cost
 from .data import DataSpec, Series, load_series, parse_data, MeasurementLoader
 from .errors import PipelineInputError, UnsupportedFeature
-from .models import ModelSpec, PreparedModel, RebuildingModel, fittable_names, parse_model, prepare_model, usable_parameters
+from .models import (
+    ModelSpec, PreparedModel, RebuildingModel, fittable_names, parse_model, prepare_model, usable_parameters,
+)  # fmt: skip
 
 OBJECTIVE_TYPES = ("CurrentDriven", "Pulse")
 MAX_TRACE_POINTS = 500

@@ -102,7 +102,8 @@ def test_aged_cell_balance_resistance_and_diffusivities_are_recovered(aged_cell)
 def test_the_measured_temperature_and_the_rest_set_the_model_state(aged_cell):
     """At the true values the model reproduces the 10 degC data only when it uses the data's temperature
     and starts at its rested voltage; both are read from the data, nothing is given in the config."""
-    frames = {"slow": aged_cell["slow"], "warm": aged_cell["fast"].with_columns(pl.lit(25.0).alias("Temperature [degC]"))}
+    told_25 = aged_cell["fast"].with_columns(pl.lit(25.0).alias("Temperature [degC]"))
+    frames = {"slow": aged_cell["slow"], "warm": told_25}
     validation = iws.Validation(objectives={"slow": objective("slow"), "warm": objective("warm")},
                                 summary_stats=[iws.costs.RMSE(normalization="identity")])  # fmt: skip
     entry = iws.Pipeline({"aged": iws.direct_entries.DirectEntry(parameters=AGED), "check": validation})
