@@ -2,8 +2,8 @@
 
 Supported elements: ``entry`` (``values``, or a ``PiecewiseInterpolation1D`` electrode OCP), ``data_fit``,
 ``validation`` and ``calculation`` (``ElectrodeCapacity``), with the legacy labels (``"Data Fit"``, ...).
-Anything else raises ``UnsupportedFeature`` naming the field and what is supported. Parameters a model needs that the pipeline does
-not give come from PyBaMM's Chen2020 set and are listed in ``defaults``.
+Anything else raises ``UnsupportedFeature`` naming the field and what is supported. Parameters a model needs
+that the pipeline does not give come from PyBaMM's Chen2020 set and are listed in ``defaults``.
 
 Example:
     >>> check_pipeline(body["elements"])  # fast: raises UnsupportedFeature / PipelineInputError
