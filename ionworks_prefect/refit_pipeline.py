@@ -4,12 +4,15 @@ Ageing moves a cell's balance (loss of lithium inventory, loss of active materia
 series resistance and its transport. The pipeline fits them in the order they can be identified:
 
 1. ``ocp``: an entry that makes the positive electrode OCP a piecewise-linear function of stoichiometry
-   (``PiecewiseInterpolation1D``), its knots starting at the base set's OCP.
-2. ``balance``: on the lowest-rate test (nearly at equilibrium), the stoichiometry window (the negative
-   electrode's initial concentration, i.e. the lithium inventory, and both active-material fractions)
-   together with the OCP knots.
-3. ``kinetics``: on every test, the contact resistance and both particle diffusivities, with the balance and
-   OCP of step 2 held.
+   (``PiecewiseInterpolation1D``), its knots at the base set's OCP.
+2. ``balance``: on the lowest-rate test (nearly at equilibrium), the stoichiometry window: the negative
+   electrode's initial concentration (with the positive one, the lithium inventory) and both active-material
+   fractions, against the base OCP shape, so they stay comparable from refit to refit.
+3. ``ocp_shape``: on the same test, the OCP knots with the window held: what the base curve misses.
+   Fitted together with the window they would trade off against it (a stretched OCP for another
+   active-material fraction).
+4. ``kinetics``: on every test, the contact resistance and both particle diffusivities, with the balance and
+   OCP held.
 
 Each objective reads ``db:<measurement id>``; every test's model starts at the rested voltage its data opens
 with and runs at its measured temperature when it has a ``Temperature [degC]`` column. Both fits use
@@ -20,7 +23,7 @@ Example:
     ...         RefitData(name="C/2", measurement_id="m2", mean_discharge_current=2.5)]
     >>> config = ageing_refit_pipeline(data, model="SPMe")
     >>> list(config["elements"])
-    ['ocp', 'balance', 'kinetics']
+    ['ocp', 'balance', 'ocp_shape', 'kinetics']
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def ageing_refit_pipeline(
         model: ``"SPM"``, ``"SPMe"`` or ``"DFN"``, run with a contact resistance.
         base_parameter_set: The PyBaMM set the OCP knots start from (its values at the breakpoints).
         ocp_bounds_v: How far (V) each OCP knot may move from the base OCP.
-        adapt_ocp: False keeps the base set's OCPs: no ``ocp`` element, and ``balance`` fits the window only.
+        adapt_ocp: False keeps the base set's OCPs: no ``ocp`` and ``ocp_shape`` elements.
 
     Returns:
         The pipeline config (``iws.Pipeline(...).to_config()``), ready for ``client.pipeline.create``.
@@ -184,16 +187,16 @@ def ageing_refit_pipeline(
             breakpoint_parameter_name=STOICHIOMETRY,
         )  # fmt: skip
     lowest = _lowest_rate(data)
-    balance = iws.DataFit(
-        objectives={lowest.name: objective(lowest)},
-        parameters=fitted({**BALANCE_PARAMETERS, **knots}),
-        cost=iws.costs.RMSE(normalization="identity"),
-        optimizer=iws.parameter_estimators.ScipyLeastSquares(),
-    )
-    kinetics = iws.DataFit(
-        objectives={test.name: objective(test) for test in data},
-        parameters=fitted(KINETIC_PARAMETERS),
-        cost=iws.costs.RMSE(normalization="identity"),
-        optimizer=iws.parameter_estimators.ScipyLeastSquares(),
-    )
-    return iws.Pipeline({**elements, "balance": balance, "kinetics": kinetics}).to_config()
+    def data_fit(tests: Sequence[RefitData], ranges: dict[str, tuple[float, tuple[float, float]]]) -> iws.DataFit:
+        return iws.DataFit(
+            objectives={test.name: objective(test) for test in tests},
+            parameters=fitted(ranges),
+            cost=iws.costs.RMSE(normalization="identity"),
+            optimizer=iws.parameter_estimators.ScipyLeastSquares(),
+        )
+
+    elements["balance"] = data_fit([lowest], BALANCE_PARAMETERS)
+    if knots:
+        elements["ocp_shape"] = data_fit([lowest], knots)
+    elements["kinetics"] = data_fit(data, KINETIC_PARAMETERS)
+    return iws.Pipeline(elements).to_config()

@@ -124,3 +124,40 @@ def test_a_geometric_parameter_is_fitted_by_rebuilding_the_mesh():
     result = run(iws.Pipeline({"fit": fit}), frames)["element_results"]["fit"]
     assert result["parameter_values"][RADIUS_P] == pytest.approx(true_radius, rel=0.03)
     assert result["cost"] < 0.002
+
+
+def test_fitted_ocp_knots_adapt_the_electrode_ocp_to_the_cell():
+    """A cell whose positive OCP departs from Chen2020's by a smooth +-12 mV wave: the window alone cannot fit
+    it; knots of a ``PiecewiseInterpolation1D`` OCP, fitted after the window (as the default refit stages
+    them), can."""
+    chen = pybamm.ParameterValues("Chen2020")
+    base_ocp = chen["Positive electrode OCP [V]"]
+
+    def cell_ocp(sto):
+        return base_ocp(sto) + 0.012 * pybamm.sin(2 * np.pi * (sto - 0.25) / 0.4)
+
+    frames = {"C/5": simulate({"Positive electrode OCP [V]": cell_ocp, EPS_P: 0.62}, 0.2, model="SPM", seed=4,
+                              period_s=60.0)}  # fmt: skip
+    points = [round(0.15 + 0.05 * i, 2) for i in range(18)]  # as the default refit places them
+    knots = {f"Positive electrode OCP at Stoichiometry {p:g} [V]": float(chen.evaluate(base_ocp(pybamm.Scalar(p))))
+             for p in points}  # fmt: skip
+    window = {CN0: (15000.0, 33000.0), EPS_N: (0.45, 0.95), EPS_P: (0.35, 0.9)}
+
+    def data_fit(parameters: dict[str, iws.Parameter]) -> iws.DataFit:
+        return iws.DataFit(
+            objectives={"C/5": objective("C/5", model={"type": "SPM"})}, parameters=parameters,
+            cost=iws.costs.RMSE(normalization="identity"), optimizer=iws.parameter_estimators.ScipyLeastSquares(),
+        )  # fmt: skip
+
+    out = run(iws.Pipeline({
+        "ocp": iws.direct_entries.PiecewiseInterpolation1D(
+            base_parameter_name="Positive electrode OCP [V]", breakpoint_values=points,
+            breakpoint_parameter_name="Stoichiometry",
+        ),
+        "window": data_fit({n: iws.Parameter(n, initial_value=float(chen[n]), bounds=b) for n, b in window.items()}),
+        "shape": data_fit({n: iws.Parameter(n, initial_value=v, bounds=(v - 0.2, v + 0.2)) for n, v in knots.items()}),
+    }), frames)["element_results"]  # fmt: skip
+    assert out["window"]["cost"] > 0.006  # found 8.7 mV
+    assert out["shape"]["cost"] < 0.0025  # found 1.6 mV, over 1 mV of noise
+    moved = [out["shape"]["parameter_values"][n] - v for n, v in knots.items()]
+    assert max(np.abs(moved)) > 0.005  # the knots, not the window, took up the wave
