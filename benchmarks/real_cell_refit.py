@@ -61,15 +61,18 @@ def discharge_errors(series: dict[str, list]) -> dict[str, float]:
     return {"whole": rmse(discharging), "knee": rmse(knee)}
 
 
-def run(client: Ionworks, config: dict, element: str, objectives: list[str]) -> tuple[dict[str, dict], float]:
+def run(client: Ionworks, config: dict, element: str, objectives: list[str]) -> tuple[dict[str, dict], float, str]:
+    """Submit, wait; the errors per objective of ``element``, the wall time and each fit's evaluations."""
     started = time.perf_counter()
     submitted = client.pipeline.create(config)
     client.pipeline.wait_for_completion(submitted.id, timeout=900, poll_interval=1, verbose=False)
     elapsed = time.perf_counter() - started
     elements = client.get(f"/pipelines/{submitted.id}/elements")
+    results = client.pipeline.result(submitted.id).element_results
+    evaluations = "+".join(str(r["evaluations"]) for r in results.values() if "evaluations" in r)
     return {name: discharge_errors(client.pipeline.get_element_series(submitted.id, element, name,
                                                                      elements=elements))
-            for name in objectives}, elapsed  # fmt: skip
+            for name in objectives}, elapsed, evaluations  # fmt: skip
 
 
 def chen2020(client: Ionworks, data: list[RefitData]) -> dict[str, dict]:
@@ -78,7 +81,8 @@ def chen2020(client: Ionworks, data: list[RefitData]) -> dict[str, dict]:
                                                          options={"model": {"type": "SPMe"}}) for d in data},
         summary_stats=[iws.costs.RMSE(normalization="identity")],
     )  # fmt: skip
-    errors, _ = run(client, iws.Pipeline({"chen2020": validation}).to_config(), "chen2020", [d.name for d in data])
+    errors, _, _ = run(client, iws.Pipeline({"chen2020": validation}).to_config(), "chen2020",
+                       [d.name for d in data])  # fmt: skip
     return errors
 
 
@@ -102,20 +106,22 @@ def main() -> None:
                     for name, d in data.items()}  # fmt: skip
         base_ocp = {name: run(client, ageing_refit_pipeline([d], model=args.model, adapt_ocp=False), "kinetics",
                               [name])[0][name] for name, d in data.items()}  # fmt: skip
-        joint, joint_s = run(client, ageing_refit_pipeline([data[n] for n in JOINT], model=args.model), "kinetics",
-                             list(JOINT))  # fmt: skip
+        joint_config = ageing_refit_pipeline([data[n] for n in JOINT], model=args.model)
+        joint, joint_s, joint_evaluations = run(client, joint_config, "kinetics", list(JOINT))
     print(f"Default ageing refit ({args.model}) on LG M50 discharges; RMSE in mV (whole discharge / above knee)")
     print(f"{'test':<13} {'I mean [A]':>10} {'Chen2020':>15} {'refit, Chen OCP':>16} {'per-test refit':>16}"
-          f" {'time [s]':>9} {'joint refit':>15}")  # fmt: skip
+          f" {'time [s]':>9} {'evaluations':>16} {'joint refit':>15}")  # fmt: skip
     for name, d in data.items():
-        errors, seconds = per_test[name]
+        errors, seconds, evaluations = per_test[name]
         fitted = errors[name]
         together = f"{joint[name]['whole']:6.1f} / {joint[name]['knee']:5.1f}" if name in joint else "-"
         print(f"{name:<13} {d.mean_discharge_current:>10.2f} {baseline[name]['whole']:>7.1f} / "
               f"{baseline[name]['knee']:5.1f} {base_ocp[name]['whole']:>8.1f} / {base_ocp[name]['knee']:5.1f}"
-              f" {fitted['whole']:>8.1f} / {fitted['knee']:5.1f} {seconds:>9.1f} {together:>15}")  # fmt: skip
+              f" {fitted['whole']:>8.1f} / {fitted['knee']:5.1f} {seconds:>9.1f} {evaluations:>16}"
+              f" {together:>15}")  # fmt: skip
     worst = {k: max(per_test[n][0][n][k] for n in data) for k in TARGET_MV}
-    print(f"joint refit over {len(JOINT)} tests: {joint_s:.1f} s ({joint_s / len(JOINT):.1f} s per test)")
+    print(f"joint refit over {len(JOINT)} tests: {joint_s:.1f} s ({joint_s / len(JOINT):.1f} s per test), "
+          f"evaluations {joint_evaluations}")
     print(f"per-test refit worst: {worst['whole']:.1f} mV whole (target <= {TARGET_MV['whole']:g}), "
           f"{worst['knee']:.1f} mV above the knee (target <= {TARGET_MV['knee']:g})")
 

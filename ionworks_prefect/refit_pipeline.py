@@ -46,6 +46,8 @@ STOICHIOMETRY = "Stoichiometry"
 #: Stoichiometries at which the positive OCP is fitted: the NMC window of a full cell and some margin.
 OCP_BREAKPOINTS = tuple(round(0.15 + 0.05 * i, 2) for i in range(18))
 BASE_PARAMETER_SET = "Chen2020"
+#: Tolerances a cycler's noise allows (scipy's 1e-8 defaults chase solver noise) and a budget per fit.
+LEAST_SQUARES = {"ftol": 1e-5, "xtol": 1e-5, "max_nfev": 2000}
 
 #: (initial value, bounds) around Chen2020, wide enough for an aged commercial NMC/graphite cell.
 BALANCE_PARAMETERS: dict[str, tuple[float, tuple[float, float]]] = {
@@ -192,7 +194,7 @@ def ageing_refit_pipeline(
             objectives={test.name: objective(test) for test in tests},
             parameters=fitted(ranges),
             cost=iws.costs.RMSE(normalization="identity"),
-            optimizer=iws.parameter_estimators.ScipyLeastSquares(),
+            optimizer=iws.parameter_estimators.ScipyLeastSquares(**LEAST_SQUARES),
         )
 
     elements["balance"] = data_fit([lowest], BALANCE_PARAMETERS)
