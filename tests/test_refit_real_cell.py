@@ -42,6 +42,14 @@ def errors(client, config: dict, element: str, objective: str) -> tuple[str, flo
 
 
 @pytest.fixture(scope="module")
+def client(sandbox):
+    """The official client with a longer read timeout: a refit's requests wait on a busy 2-core machine."""
+    from ionworks import Ionworks
+
+    return Ionworks(api_url=sandbox.url, api_key=sandbox.api_key, project_id=sandbox.project_id, timeout=120)
+
+
+@pytest.fixture(scope="module")
 def half_c(client):
     measurement_id = upload(client, pl.read_csv(DATA / "lgm50_cell785_0p5C_25degC.csv"), name="LG M50 C/2")
     return describe_refit_data(client, measurement_id, "C/2")
