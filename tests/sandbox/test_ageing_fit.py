@@ -16,7 +16,7 @@ import pybamm
 import pytest
 from ionworks.validators import run_validators_outbound
 
-from ionworks_sandbox.compute.pipeline import run_pipeline
+from ionworks_sandbox.compute.pipeline import PipelineInputError, UnsupportedFeature, check_pipeline, run_pipeline
 
 CN0 = "Initial concentration in negative electrode [mol.m-3]"
 EPS_N = "Negative electrode active material volume fraction"
@@ -161,3 +161,33 @@ def test_fitted_ocp_knots_adapt_the_electrode_ocp_to_the_cell():
     assert out["shape"]["cost"] < 0.0025  # found 1.6 mV, over 1 mV of noise
     moved = [out["shape"]["parameter_values"][n] - v for n, v in knots.items()]
     assert max(np.abs(moved)) > 0.005  # the knots, not the window, took up the wave
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"base_parameter_name": "Negative particle diffusivity [m2.s-1]"}, "elements.ocp.base_parameter_name"),
+        ({"breakpoint_parameter_name": "SOC"}, "elements.ocp.breakpoint_parameter_name"),
+        ({"formulation": "slopes"}, "elements.ocp.formulation"),
+        ({"breakpoint_values": [0.5, 0.2]}, "elements.ocp.breakpoint_values"),
+    ],
+)
+def test_an_ocp_interpolant_the_engine_cannot_build_is_refused_naming_the_field(change, field):
+    entry = iws.direct_entries.PiecewiseInterpolation1D(
+        base_parameter_name="Positive electrode OCP [V]", breakpoint_values=[0.2, 0.5, 0.9],
+        breakpoint_parameter_name="Stoichiometry",
+    ).to_config()  # fmt: skip
+    with pytest.raises((PipelineInputError, UnsupportedFeature)) as raised:
+        check_pipeline({"ocp": {**entry, **change}})
+    assert raised.value.field == field
+
+
+def test_least_squares_options_outside_scipy_are_refused_naming_the_field():
+    fit = iws.DataFit(
+        objectives={"d": objective("m")},
+        parameters={DN: iws.Parameter(DN, initial_value=3e-14, bounds=(1e-15, 1e-12))},
+        optimizer=iws.parameter_estimators.ScipyLeastSquares(method="lm2"),
+    )
+    with pytest.raises(UnsupportedFeature) as raised:
+        check_pipeline(run_validators_outbound(iws.Pipeline({"fit": fit}).to_config())["elements"])
+    assert raised.value.field == "elements.fit.optimizer.method"
