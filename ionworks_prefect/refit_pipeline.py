@@ -15,8 +15,9 @@ series resistance and its transport. The pipeline fits them in the order they ca
    OCP held.
 
 Each objective reads ``db:<measurement id>``; every test's model starts at the rested voltage its data opens
-with and runs at its measured temperature when it has a ``Temperature [degC]`` column. Both fits use
-``ScipyLeastSquares`` on RMSE in volts.
+with and runs at its measured temperature when it has a ``Temperature [degC]`` column. Every fit uses
+``ScipyLeastSquares`` on RMSE in volts. Building the config evaluates the base set's OCP at the knots with
+PyBaMM (imported on first use); nothing is sent anywhere.
 
 Example:
     >>> data = [RefitData(name="C/10", measurement_id="m1", mean_discharge_current=0.5),
