@@ -49,6 +49,10 @@ class Cost:
             return 0.0
         return float(self.objective_weights.get(objective, 1.0)) * self.voltage_weight
 
+    def residuals(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """Normalised residuals ``(model - data) / scale`` per row (NaN where a solve failed)."""
+        return (np.atleast_2d(model) - data) / _scale(self.normalization, data)
+
     def evaluate(self, model: np.ndarray, data: np.ndarray) -> np.ndarray:
         """Cost of each row of ``model`` (shape ``(S, n)``) against ``data`` (``n``); failed rows cost a lot."""
         model = np.atleast_2d(model)

@@ -21,7 +21,12 @@ import polars as pl
 from .errors import PipelineInputError, UnsupportedFeature
 
 TIME, CURRENT, VOLTAGE, STEP = "Time [s]", "Current [A]", "Voltage [V]", "Step count"
+TEMPERATURE = "Temperature [degC]"
 REQUIRED_COLUMNS = (TIME, CURRENT, VOLTAGE)
+#: A row is at rest when its current is within this fraction of the largest current (or 0.1 mA).
+REST_FRACTION = 1e-3
+#: The rested voltage is averaged over this last part of the opening rest (cycler noise is ~1 mV).
+REST_TAIL_S = 60.0
 SUPPORTED_LOADER_OPTIONS = ("first_step", "last_step", "remove_duplicates", "sort", "transforms")
 SUPPORTED_TRANSFORMS = ("remove_duplicates", "sort")
 _WRAPPER_KEYS = {"data", "options", "time_range", "metadata"}
@@ -47,16 +52,30 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Series:
-    """Measured data ready for a model: time from 0 (strictly increasing), current (discharge > 0), voltage."""
+    """Measured data ready for a model: time from 0 (strictly increasing), current (discharge > 0), voltage,
+    and the measured temperature in degC when the data has a ``Temperature [degC]`` column."""
 
     time: np.ndarray
     current: np.ndarray
     voltage: np.ndarray
     source: str
+    temperature: np.ndarray | None = None
 
     @property
     def voltage_range(self) -> tuple[float, float]:
         return float(self.voltage.min()), float(self.voltage.max())
+
+    @property
+    def rested_voltage(self) -> float | None:
+        """The open-circuit voltage the data opens with: the mean voltage over the last ``REST_TAIL_S`` of the
+        rest before the current starts (the last rest row when the rest is shorter), else ``None``."""
+        threshold = max(REST_FRACTION * float(np.max(np.abs(self.current))), 1e-4)
+        moving = np.flatnonzero(np.abs(self.current) > threshold)
+        if moving.size == 0 or moving[0] == 0:
+            return None
+        end = moving[0] - 1
+        tail = (self.time[: end + 1] >= self.time[end] - REST_TAIL_S)
+        return float(np.mean(self.voltage[: end + 1][tail]))
 
 
 def parse_data(value: Any, field_path: str, references: Mapping[str, Mapping[str, Any]]) -> DataSpec:
@@ -169,20 +188,37 @@ def load_series(spec: DataSpec, load_measurement: MeasurementLoader) -> Series:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise PipelineInputError(spec.field, f"column {name!r} has a missing or non-finite value at row {bad[0]}")
+    temperature = _temperature(frame, spec.field)
     time, current, voltage = data[TIME], data[CURRENT], data[VOLTAGE]
     if spec.time_range is not None:
         keep = (time - time[0] >= spec.time_range[0]) & (time - time[0] <= spec.time_range[1])
         time, current, voltage = time[keep], current[keep], voltage[keep]
+        temperature = None if temperature is None else temperature[keep]
     if spec.sort:
         order = np.argsort(time, kind="stable")
         time, current, voltage = time[order], current[order], voltage[order]
+        temperature = None if temperature is None else temperature[order]
     backwards = np.flatnonzero(np.diff(time) < 0)
     if backwards.size:
         raise PipelineInputError(spec.field, f"'Time [s]' decreases at row {backwards[0] + 1}")
     time = _separate_repeated_times(time, spec.field)
     if time.size < 3:
         raise PipelineInputError(spec.field, f"needs at least 3 distinct time points, got {time.size}")
-    return Series(time - time[0], current, voltage, spec.source)
+    return Series(time - time[0], current, voltage, spec.source, temperature)
+
+
+def _temperature(frame: pl.DataFrame, field_path: str) -> np.ndarray | None:
+    """The ``Temperature [degC]`` column as floats, or ``None`` when the data has none."""
+    if TEMPERATURE not in frame.columns:
+        return None
+    try:
+        values = frame[TEMPERATURE].cast(pl.Float64).to_numpy().copy()
+    except pl.exceptions.PolarsError as exc:
+        raise PipelineInputError(field_path, f"column {TEMPERATURE!r} must be numeric: {exc}") from None
+    bad = np.flatnonzero(~np.isfinite(values) | (values < -273.15))
+    if bad.size:
+        raise PipelineInputError(field_path, f"column {TEMPERATURE!r} has an invalid value at row {bad[0]}")
+    return values
 
 
 def _separate_repeated_times(time: np.ndarray, field_path: str) -> np.ndarray:

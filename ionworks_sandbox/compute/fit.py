@@ -20,7 +20,7 @@ import numpy as np
 
 from .costs import FAILED_COST, Cost, parse_cost
 from .errors import PipelineInputError, UnsupportedFeature
-from .models import default_parameter_names, default_value, is_number, model_parameter_names
+from .models import default_parameter_names, default_value, fittable_names, is_number
 from .objectives import ObjectiveRun, ObjectiveSpec, parse_objectives, plots
 from .optimizers import OptimizerSpec, parse_optimizer, run_optimizer
 
@@ -211,7 +211,7 @@ def run_fit(
     started = time.monotonic()
     names = [p.name for p in plan.parameters]
     if plan.check_parameters_used:
-        used = set().union(*(model_parameter_names(spec.model) for spec in plan.objectives))
+        used = set().union(*(fittable_names(spec.model, {**known, **spec.overrides}) for spec in plan.objectives))
         unused = [name for name in names if name not in used]
         if unused:
             models = sorted({spec.model.type for spec in plan.objectives})
@@ -229,10 +229,25 @@ def run_fit(
         values = rows(points)
         return {run.spec.name: costs[run.spec.name].evaluate(run.voltages(values), run.series.voltage) for run in runs}
 
+    def total(parts: dict[str, np.ndarray]) -> np.ndarray:
+        summed = sum(costs[name].weight(name) * np.minimum(value, FAILED_COST) for name, value in parts.items())
+        return np.minimum(summed, FAILED_COST)
+
     def batch_cost(points: np.ndarray) -> np.ndarray:
-        parts = per_objective(points)
-        total = sum(costs[name].weight(name) * np.minimum(value, FAILED_COST) for name, value in parts.items())
-        return np.minimum(total, FAILED_COST)
+        return total(per_objective(points))
+
+    def batch_residuals(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Costs and residual rows: each objective's normalised errors scaled so their squares sum to its
+        weighted mean square error (so least squares balances objectives of different lengths)."""
+        values = rows(points)
+        parts, blocks = {}, []
+        for run in runs:
+            name, cost = run.spec.name, costs[run.spec.name]
+            model = run.voltages(values)
+            parts[name] = cost.evaluate(model, run.series.voltage)
+            scale = math.sqrt(cost.weight(name) / run.series.voltage.size)
+            blocks.append(scale * cost.residuals(model, run.series.voltage))
+        return total(parts), np.concatenate(blocks, axis=1)
 
     history: list[dict[str, Any]] = []
     last_report = [0.0]
@@ -248,17 +263,19 @@ def run_fit(
     x0 = np.array([p.scale(p.initial) for p in plan.parameters])
     outcome = run_optimizer(
         plan.optimizer, batch_cost, [p.scaled_bounds() for p in plan.parameters], x0,
-        seed=plan.seed, on_iteration=on_iteration, max_seconds=plan.max_seconds,
+        seed=plan.seed, on_iteration=on_iteration, max_seconds=plan.max_seconds, residuals=batch_residuals,
     )  # fmt: skip
     progress({"best_cost": outcome.fun, "evaluations": outcome.evaluations, "iteration": outcome.iterations})
     fitted = rows(outcome.x)[0]
-    by_objective = {name: float(value[0]) for name, value in per_objective(outcome.x).items()}
+    parts = per_objective(outcome.x)
+    by_objective = {name: float(value[0]) for name, value in parts.items()}
+    best_cost = float(total(parts)[0])  # the fit's cost at its result, whatever the optimizer minimised
     result = {
         "type": "OptimizationResult",
         "parameter_values": fitted,
         "x": [fitted[n] for n in names],
-        "fun": outcome.fun,
-        "cost": outcome.fun,
+        "fun": best_cost,
+        "cost": best_cost,
         "success": outcome.success,
         "message": outcome.message,
         "evaluations": outcome.evaluations,

@@ -1,9 +1,13 @@
 """PyBaMM models built once per process and solved many times with IDAKLU.
 
-A model is built with the fitted parameters as ``"[input]"`` and the measured current as the drive, asks the
-solver only for ``Voltage [V]``, and is cached per process, keyed by everything that changes the built model
-(model type and options, fitted names, fixed values, the data's time grid and current). Parameters the
-pipeline does not give come from PyBaMM's ``Chen2020`` set.
+A model is built with the fitted parameters as ``"[input]"`` and the measured current as the drive (and the
+measured temperature as the ambient temperature when the data has one), asks the solver only for
+``Voltage [V]``, and is cached per process, keyed by everything that changes the built model (model type and
+options, fitted names, fixed values, the data's time grid, current and temperature). When the data opens with
+a rest, the model starts at that rested voltage (``initial_state.RestedStart``). Geometric parameters
+(thicknesses, particle radii) size the mesh, so they cannot be solver inputs: a fit of one builds the model
+for each value tried (``RebuildingModel``), as PyBOP does. Parameters the pipeline does not give come from
+PyBaMM's ``Chen2020`` set.
 
 Example:
     >>> spec = parse_model({"type": "SPMe"}, "options.model")
@@ -27,6 +31,7 @@ import pybamm
 from ionworks_schema.serialize import deserialize_parameter_value
 
 from .errors import PipelineInputError, UnsupportedFeature
+from .initial_state import INITIAL_CONCENTRATIONS, RestedStart
 
 PARAMETER_SET = "Chen2020"
 MODEL_CLASSES = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe, "DFN": pybamm.lithium_ion.DFN}
@@ -112,6 +117,33 @@ def model_parameter_names(spec: ModelSpec) -> frozenset[str]:
     return frozenset(MODEL_CLASSES[spec.type](spec.options).get_parameter_info())
 
 
+@functools.cache
+def geometric_parameter_names(spec: ModelSpec) -> frozenset[str]:
+    """Parameters that size the model's geometry (and so its mesh): these cannot be solver inputs."""
+    names: set[str] = set()
+    for domain in MODEL_CLASSES[spec.type](spec.options).default_geometry.values():
+        for bounds in domain.values():
+            for bound in bounds.values() if isinstance(bounds, dict) else ():
+                if isinstance(bound, pybamm.Symbol):
+                    names |= {s.name for s in bound.pre_order() if isinstance(s, (pybamm.Parameter,
+                                                                                     pybamm.FunctionParameter))}
+    return frozenset(names)
+
+
+def fittable_names(spec: ModelSpec, known: Mapping[str, Any]) -> frozenset[str]:
+    """The model's parameters plus those that expressions given in ``known`` read (e.g. OCP knot values)."""
+    names = set(model_parameter_names(spec))
+    for name, value in usable_parameters(known).items():
+        if isinstance(value, dict):
+            try:
+                symbol = deserialize_parameter_value(value)
+            except Exception:  # reported with its field when the model is built
+                continue
+            if isinstance(symbol, pybamm.Symbol):
+                names |= {s.name for s in symbol.pre_order() if isinstance(s, pybamm.Parameter)}
+    return frozenset(names)
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -161,18 +193,32 @@ class PreparedModel:
         (1, 355)
     """
 
-    def __init__(self, sim: pybamm.Simulation, fitted: tuple[str, ...], time: np.ndarray) -> None:
+    def __init__(
+        self, sim: pybamm.Simulation, fitted: tuple[str, ...], time: np.ndarray, start: RestedStart | None = None
+    ) -> None:
         self._model = sim.built_model
         self._solver = sim.solver
         self.fitted = fitted
         self.time = time
+        self._start = start
 
     def voltages(self, inputs: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Voltage on the data's time grid per input set; a row of NaN where the solver failed.
 
         A solve that stops early (cut-off event or solver failure part-way) holds its last voltage for the
-        rest of the grid, so the cost stays continuous as the stop moves.
+        rest of the grid, so the cost stays continuous as the stop moves. With a rested start, a set of values
+        for which no state has the rested voltage is a failed row too.
         """
+        out = np.full((len(inputs), self.time.size), np.nan)
+        if self._start is not None:
+            starts = [self._start.concentrations(row) for row in inputs]
+            rows = [i for i, start in enumerate(starts) if start is not None]
+            if rows:
+                out[rows] = self._voltages([{**inputs[i], **starts[i]} for i in rows])
+            return out
+        return self._voltages(inputs)
+
+    def _voltages(self, inputs: Sequence[Mapping[str, float]]) -> np.ndarray:
         out = np.full((len(inputs), self.time.size), np.nan)
         if not inputs:
             return out
@@ -182,7 +228,7 @@ class PreparedModel:
             if len(inputs) == 1:
                 return out
             for row, single in enumerate(inputs):
-                out[row] = self.voltages([single])[0]
+                out[row] = self._voltages([single])[0]
             return out
         for row, solution in enumerate(solutions):
             out[row] = self._on_grid(solution)
@@ -209,6 +255,32 @@ class PreparedModel:
         return np.interp(self.time, t, v, right=v[-1])
 
 
+class RebuildingModel:
+    """A model whose fitted values include geometric parameters: built (and cached) once per geometry tried.
+
+    Rows sharing geometric values are solved together on one build; the other fitted names stay inputs.
+    """
+
+    def __init__(self, geometric: tuple[str, ...], build: Any, fitted: tuple[str, ...], time: np.ndarray) -> None:
+        self._geometric, self._build, self.fitted, self.time = geometric, build, fitted, time
+
+    def voltages(self, inputs: Sequence[Mapping[str, float]]) -> np.ndarray:
+        out = np.full((len(inputs), self.time.size), np.nan)
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for row, values in enumerate(inputs):
+            groups.setdefault(tuple(float(values[name]) for name in self._geometric), []).append(row)
+        for geometry, rows in groups.items():
+            if not all(np.isfinite(geometry)) or min(geometry) <= 0:
+                continue
+            try:
+                model = self._build(dict(zip(self._geometric, geometry)))
+            except PipelineInputError:
+                continue  # this geometry cannot be built: a failed evaluation
+            rest = [{k: v for k, v in inputs[row].items() if k not in self._geometric} for row in rows]
+            out[rows] = model.voltages(rest)
+        return out
+
+
 _cache: OrderedDict[str, PreparedModel] = OrderedDict()
 
 
@@ -221,23 +293,38 @@ def prepare_model(
     voltage_range: tuple[float, float],
     initial_soc: float | str | None = None,
     field: str = "options.model",
-) -> PreparedModel:
+    temperature: np.ndarray | None = None,
+    rested_voltage: float | None = None,
+) -> PreparedModel | RebuildingModel:
     """Build (or reuse from the per-process cache) ``spec`` driven by ``current`` over ``time``.
 
     ``known`` are fixed parameter values (wire form), ``fitted`` the names solved as inputs; the cut-off
     voltages are widened to at least ``CUTOFF_MARGIN_V`` outside ``voltage_range`` (the measured range), so
-    the model covers the whole measurement unless it is far off.
+    the model covers the whole measurement unless it is far off. ``temperature`` (degC, on the time grid)
+    becomes the ambient temperature; ``rested_voltage`` the open-circuit voltage the model starts at (unless
+    ``initial_soc`` is given).
 
     Example:
         >>> prepare_model(ModelSpec("SPM"), {}, ["Negative particle radius [m]"], t, i, (2.5, 4.2))
     """
     fitted = tuple(fitted)
+    geometric = tuple(name for name in fitted if name in geometric_parameter_names(spec))
+    if geometric:
+        rest = tuple(name for name in fitted if name not in geometric)
+
+        def build(geometry: dict[str, float]) -> PreparedModel:
+            return prepare_model(spec, {**known, **geometry}, rest, time, current, voltage_range, initial_soc,
+                                 field, temperature, rested_voltage)  # fmt: skip
+
+        return RebuildingModel(geometric, build, fitted, time)
     usable = {k: v for k, v in usable_parameters(known).items() if k not in fitted and k not in ENGINE_SET}
-    key = _fingerprint(spec.type, spec.options_json, fitted, usable, time, current, voltage_range, initial_soc)
+    key = _fingerprint(spec.type, spec.options_json, fitted, usable, time, current, voltage_range, initial_soc,
+                       temperature if temperature is not None else "isothermal", rested_voltage)  # fmt: skip
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    prepared = _build(spec, usable, fitted, time, current, voltage_range, initial_soc, field)
+    prepared = _build(spec, usable, fitted, time, current, voltage_range, initial_soc, field, temperature,
+                      rested_voltage)  # fmt: skip
     _cache[key] = prepared
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
@@ -253,6 +340,8 @@ def _build(
     voltage_range: tuple[float, float],
     initial_soc: float | str | None,
     field: str,
+    temperature: np.ndarray | None = None,
+    rested_voltage: float | None = None,
 ) -> PreparedModel:
     model = MODEL_CLASSES[spec.type](spec.options)
     values = parameter_values(usable)
@@ -266,12 +355,25 @@ def _build(
         },
         check_already_exists=False,
     )
+    if temperature is not None:
+        kelvin = np.asarray(temperature, dtype=float) + 273.15
+        values.update(
+            {
+                "Ambient temperature [K]": pybamm.Interpolant(time, kelvin, pybamm.t, interpolator="linear"),
+                "Initial temperature [K]": float(kelvin[0]),
+            },
+            check_already_exists=False,
+        )
+    start = None
     if initial_soc is not None:
         try:
             values.set_initial_state(initial_soc, options=spec.options)
         except (ValueError, pybamm.SolverError, pybamm.ModelError) as exc:
             raise PipelineInputError(f"{field}.simulation_kwargs.initial_soc", str(exc)) from None
     values.update({name: "[input]" for name in fitted}, check_already_exists=False)
+    if initial_soc is None and rested_voltage is not None:
+        start = _rested_start(values, rested_voltage, field)
+        values.update({name: "[input]" for name in INITIAL_CONCENTRATIONS}, check_already_exists=False)
     solver = pybamm.IDAKLUSolver(output_variables=["Voltage [V]"], on_failure="ignore", on_extrapolation="ignore")
     sim = pybamm.Simulation(model, parameter_values=values, solver=solver)
     try:
@@ -280,4 +382,11 @@ def _build(
             sim.build()
     except (pybamm.ModelError, pybamm.DiscretisationError, KeyError, ValueError, TypeError) as exc:
         raise PipelineInputError(field, f"cannot build the {spec.type} model with these parameters: {exc}") from None
-    return PreparedModel(sim, fitted, time)
+    return PreparedModel(sim, fitted, time, start)
+
+
+def _rested_start(values: pybamm.ParameterValues, voltage: float, field: str) -> RestedStart:
+    try:
+        return RestedStart(values, voltage, float(values["Initial temperature [K]"]))
+    except (pybamm.ModelError, KeyError, ValueError, TypeError) as exc:
+        raise PipelineInputError(field, f"cannot start the model at the rested voltage {voltage} V: {exc}") from None

@@ -17,7 +17,9 @@ import numpy as np
 from .costs import Cost, parse_cost
 from .data import DataSpec, Series, load_series, parse_data, MeasurementLoader
 from .errors import PipelineInputError, UnsupportedFeature
-from .models import ModelSpec, PreparedModel, model_parameter_names, parse_model, prepare_model, usable_parameters
+from .models import (
+    ModelSpec, PreparedModel, RebuildingModel, fittable_names, parse_model, prepare_model, usable_parameters,
+)  # fmt: skip
 
 OBJECTIVE_TYPES = ("CurrentDriven", "Pulse")
 MAX_TRACE_POINTS = 500
@@ -142,17 +144,20 @@ class ObjectiveRun:
 
     def __init__(self, spec: ObjectiveSpec, series: Series, known: Mapping[str, Any], fitted: Sequence[str]) -> None:
         self.spec, self.series = spec, series
-        used = model_parameter_names(spec.model)
+        values = {**known, **spec.overrides}
+        used = fittable_names(spec.model, values)
         self.fitted = tuple(name for name in fitted if name in used and name not in spec.overrides)
-        self.model: PreparedModel = prepare_model(
+        self.model: PreparedModel | RebuildingModel = prepare_model(
             spec.model,
-            {**known, **spec.overrides},
+            values,
             self.fitted,
             series.time,
             series.current,
             series.voltage_range,
             spec.initial_soc,
             field=f"{spec.field}.options.model",
+            temperature=series.temperature,
+            rested_voltage=series.rested_voltage,
         )
 
     @classmethod

@@ -1,7 +1,9 @@
 """Optimizers (``ionworks_schema.optimizers``) run with scipy over scaled parameters.
 
 ``DifferentialEvolution`` and ``ScipyDifferentialEvolution`` evaluate a whole generation in one batched call;
-``ScipyMinimize`` runs a local method; ``DummyOptimizer`` evaluates the initial guess. Every run is capped at
+``ScipyMinimize`` runs a local method; ``ScipyLeastSquares`` runs scipy's trust-region least squares on the
+residual vector, its finite-difference Jacobian solved as one batch; ``DummyOptimizer`` evaluates the initial
+guess. Every run is capped at
 ``MAX_EVALUATIONS`` evaluations and ``MAX_SECONDS`` so sandbox fits stay short.
 
 Example:
@@ -22,10 +24,13 @@ from scipy import optimize
 
 from .errors import PipelineInputError, UnsupportedFeature
 
-OPTIMIZERS = ("DifferentialEvolution", "DummyOptimizer", "ScipyDifferentialEvolution", "ScipyMinimize")
+OPTIMIZERS = ("DifferentialEvolution", "DummyOptimizer", "ScipyDifferentialEvolution", "ScipyLeastSquares",
+              "ScipyMinimize")  # fmt: skip
 LOCAL_METHODS = ("COBYQA", "L-BFGS-B", "Nelder-Mead", "Powell", "SLSQP", "TNC")
 MAX_EVALUATIONS = 5000
 MAX_SECONDS = 300.0
+#: Residual given to every point of a failed solve (normalised units) so least squares steps away from it.
+FAILED_RESIDUAL = 1.0
 DEFAULT_POPSIZE = 15
 DEFAULT_GENERATIONS = 200
 #: Finite-difference step (in scaled units) for gradient-based local methods; ODE-solver noise swamps smaller ones.
@@ -46,11 +51,17 @@ _SCIPY_STRATEGIES = tuple(f"{base}{cross}" for base in ("best1", "best2", "rand1
                                                          "currenttobest1") for cross in ("bin", "exp"))  # fmt: skip
 _SCIPY_INITS = ("halton", "latinhypercube", "random", "sobol")
 _MINIMIZE_KEYS = {"type", "method", "max_iterations", "maxiter", "tol", "options", "disp"}
+_LEAST_SQUARES_KEYS = {"type", "method", "ftol", "xtol", "gtol", "max_nfev", "max_iterations", "diff_step", "loss",
+                       "f_scale", "verbose"}  # fmt: skip
+_LEAST_SQUARES_METHODS = ("trf", "dogbox")
+_LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 _MINIMIZE_OPTION_KEYS = {"maxiter", "maxfev", "maxfun", "xatol", "fatol", "ftol", "gtol", "xtol", "eps", "disp",
                          "adaptive", "initial_tr_radius", "final_tr_radius"}  # fmt: skip
 
 Bounds = Sequence[tuple[float | None, float | None]]
 BatchCost = Callable[[np.ndarray], np.ndarray]
+#: Rows of scaled points -> (costs, residual rows): what ``ScipyLeastSquares`` needs.
+BatchResiduals = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 IterationHook = Callable[[int, int, np.ndarray, float], None]
 
 
@@ -89,6 +100,7 @@ def parse_optimizer(value: Any, field_path: str) -> OptimizerSpec:
         "DifferentialEvolution": _ASK_TELL_KEYS,
         "ScipyDifferentialEvolution": _SCIPY_DE_KEYS,
         "ScipyMinimize": _MINIMIZE_KEYS,
+        "ScipyLeastSquares": _LEAST_SQUARES_KEYS,
         "DummyOptimizer": {"type"},
     }.get(kind)
     if allowed is None:
@@ -107,6 +119,10 @@ def parse_optimizer(value: Any, field_path: str) -> OptimizerSpec:
         bad = sorted(set(options) - _MINIMIZE_OPTION_KEYS)
         if bad:
             raise UnsupportedFeature(f"{field_path}.options.{bad[0]}", bad[0], _MINIMIZE_OPTION_KEYS)
+    elif kind == "ScipyLeastSquares":
+        for key, allowed_values in (("method", _LEAST_SQUARES_METHODS), ("loss", _LOSSES)):
+            if key in settings and settings[key] not in allowed_values:
+                raise UnsupportedFeature(f"{field_path}.{key}", settings[key], allowed_values)
     elif kind == "ScipyDifferentialEvolution":
         for key, allowed_values in (("strategy", _SCIPY_STRATEGIES), ("init", _SCIPY_INITS)):
             if key in settings and settings[key] not in allowed_values:
@@ -138,8 +154,15 @@ class _Stop(Exception):
 class _Tracker:
     """Counts evaluations, keeps the best point, enforces the budget and reports each iteration."""
 
-    def __init__(self, cost: BatchCost, max_evaluations: int, max_seconds: float, hook: IterationHook) -> None:
-        self.cost, self.max_evaluations, self.hook = cost, max_evaluations, hook
+    def __init__(
+        self,
+        cost: BatchCost,
+        max_evaluations: int,
+        max_seconds: float,
+        hook: IterationHook,
+        residuals: BatchResiduals | None = None,
+    ) -> None:
+        self.cost, self.max_evaluations, self.hook, self.residuals = cost, max_evaluations, hook, residuals
         self.deadline = time.monotonic() + max_seconds
         self.evaluations, self.iterations = 0, 0
         self.best_x: np.ndarray | None = None
@@ -147,18 +170,34 @@ class _Tracker:
         self.stopped = ""
 
     def batch(self, xs: np.ndarray) -> np.ndarray:
+        self._check_budget()
+        values = np.asarray(self.cost(np.atleast_2d(xs)), dtype=float)
+        self._record(np.atleast_2d(xs), values)
+        return values
+
+    def residual_batch(self, xs: np.ndarray) -> np.ndarray:
+        """Residual rows for ``xs`` (finite: a failed solve's residuals are large, not NaN)."""
+        assert self.residuals is not None
+        self._check_budget()
+        _, rows = self.residuals(np.atleast_2d(xs))
+        rows = np.nan_to_num(np.asarray(rows, dtype=float), nan=FAILED_RESIDUAL, posinf=FAILED_RESIDUAL,
+                             neginf=-FAILED_RESIDUAL)  # fmt: skip
+        self._record(np.atleast_2d(xs), np.sum(rows**2, axis=1))  # least squares' own objective picks the best
+        return rows
+
+    def _check_budget(self) -> None:
         if self.evaluations >= self.max_evaluations:
             self.stopped = f"evaluation budget of {self.max_evaluations} spent"
             raise _Stop
         if time.monotonic() > self.deadline:
             self.stopped = "time budget spent"
             raise _Stop
-        values = np.asarray(self.cost(np.atleast_2d(xs)), dtype=float)
+
+    def _record(self, xs: np.ndarray, values: np.ndarray) -> None:
         self.evaluations += len(values)
         best = int(np.argmin(values))
         if values[best] < self.best_fun:
             self.best_fun, self.best_x = float(values[best]), np.array(xs[best], dtype=float)
-        return values
 
     def single(self, x: np.ndarray) -> float:
         return float(self.batch(np.asarray(x, dtype=float)[None, :])[0])
@@ -184,14 +223,17 @@ def run_optimizer(
     seed: int,
     on_iteration: IterationHook,
     max_seconds: float = MAX_SECONDS,
+    residuals: BatchResiduals | None = None,
 ) -> Outcome:
     """Minimise ``cost`` (rows of scaled points -> costs) from ``x0`` within ``bounds`` (``None`` = unbounded).
 
-    The global methods need finite bounds (``parse_fit`` checks that).
+    The global methods need finite bounds (``parse_fit`` checks that); ``ScipyLeastSquares`` needs
+    ``residuals`` and minimises their sum of squares, which also picks its best point (and is its ``fun``).
     """
     settings = spec.settings
-    max_evaluations = min(int(settings.get("max_evaluations", MAX_EVALUATIONS)), MAX_EVALUATIONS)
-    tracker = _Tracker(cost, max_evaluations, min(max_seconds, MAX_SECONDS), on_iteration)
+    max_evaluations = min(int(settings.get("max_evaluations", settings.get("max_nfev", MAX_EVALUATIONS))),
+                          MAX_EVALUATIONS)  # fmt: skip
+    tracker = _Tracker(cost, max_evaluations, min(max_seconds, MAX_SECONDS), on_iteration, residuals)
     if spec.type == "DummyOptimizer":
         fun = tracker.single(x0)
         tracker.iteration()
@@ -199,6 +241,8 @@ def run_optimizer(
     try:
         if spec.type == "ScipyMinimize":
             success, message = _minimize(settings, tracker, bounds, x0)
+        elif spec.type == "ScipyLeastSquares":
+            success, message = _least_squares(settings, tracker, bounds, x0)
         else:
             success, message = _differential_evolution(spec, tracker, bounds, x0, seed)
     except _Stop:
@@ -230,6 +274,44 @@ def _minimize(settings: dict[str, Any], tracker: _Tracker, bounds: Bounds, x0: n
         tol=settings.get("tol"),
         options=options,
         callback=lambda *args, **kwargs: tracker.iteration(),
+    )
+    return bool(result.success), str(result.message)
+
+
+def _least_squares(settings: dict[str, Any], tracker: _Tracker, bounds: Bounds, x0: np.ndarray) -> tuple[bool, str]:
+    """scipy ``least_squares`` with a forward-difference Jacobian whose points are solved in one batch."""
+    if tracker.residuals is None:
+        raise PipelineInputError("optimizer", "ScipyLeastSquares needs objectives that give residuals")
+    lows = np.array([-np.inf if lo is None else lo for lo, _ in bounds], float)
+    highs = np.array([np.inf if hi is None else hi for _, hi in bounds], float)
+    step = float(settings.get("diff_step", GRADIENT_STEP))
+    last: dict[str, np.ndarray] = {}
+
+    def fun(x: np.ndarray) -> np.ndarray:
+        rows = tracker.residual_batch(x[None, :])[0]
+        last["x"], last["r"] = np.array(x), rows
+        return rows
+
+    def jac(x: np.ndarray) -> np.ndarray:
+        base = last["r"] if "x" in last and np.array_equal(last["x"], x) else fun(x)
+        steps = np.where(x + step <= highs, step, -step)
+        points = x[None, :] + np.diag(steps)
+        rows = tracker.residual_batch(points)
+        tracker.iteration()
+        return ((rows - base[None, :]) / steps[:, None]).T
+
+    result = optimize.least_squares(
+        fun,
+        np.clip(np.asarray(x0, dtype=float), lows, highs),
+        jac=jac,
+        bounds=(lows, highs),
+        method=settings.get("method", "trf"),
+        ftol=settings.get("ftol", 1e-8),
+        xtol=settings.get("xtol", 1e-8),
+        gtol=settings.get("gtol", 1e-8),
+        loss=settings.get("loss", "linear"),
+        f_scale=settings.get("f_scale", 1.0),
+        max_nfev=settings.get("max_iterations", settings.get("max_nfev")),
     )
     return bool(result.success), str(result.message)
 

@@ -1,9 +1,9 @@
 """Run an Ionworks pipeline's elements in order with PyBaMM; parameters accumulate from element to element.
 
-Supported elements: ``entry`` (``values``), ``data_fit``, ``validation`` and ``calculation``
-(``ElectrodeCapacity``), with the legacy labels (``"Data Fit"``, ...). Anything else raises
-``UnsupportedFeature`` naming the field and what is supported. Parameters a model needs that the pipeline does
-not give come from PyBaMM's Chen2020 set and are listed in ``defaults``.
+Supported elements: ``entry`` (``values``, or a ``PiecewiseInterpolation1D`` electrode OCP), ``data_fit``,
+``validation`` and ``calculation`` (``ElectrodeCapacity``), with the legacy labels (``"Data Fit"``, ...).
+Anything else raises ``UnsupportedFeature`` naming the field and what is supported. Parameters a model needs
+that the pipeline does not give come from PyBaMM's Chen2020 set and are listed in ``defaults``.
 
 Example:
     >>> check_pipeline(body["elements"])  # fast: raises UnsupportedFeature / PipelineInputError
@@ -24,6 +24,7 @@ from ionworks_schema import LEGACY_ELEMENT_TYPE_ALIASES
 from .calculations import CalculationPlan, parse_calculation, run_calculation
 from .errors import PipelineInputError, UnsupportedFeature
 from .fit import FitPlan, parse_fit, run_fit
+from .interpolants import ENTRY_NAME, parse_piecewise_entry
 from .models import ENGINE_SET, PARAMETER_SET, model_parameter_names, usable_parameters
 from .objectives import ObjectiveSpec
 from .validation import ValidationPlan, parse_validation, run_validation
@@ -134,7 +135,7 @@ def _plan(elements: Any) -> list[tuple[str, str, Plan]]:
             raise PipelineInputError(field_path, "an element is an object with an 'element_type'")
         kind = _element_type(config.get("element_type"), f"{field_path}.element_type")
         if kind == "entry":
-            plan: Plan = _parse_entry(config, field_path)
+            plan: Plan = _parse_entry(config, field_path, known)
             known.update(plan)
             references[name] = plan
         elif kind == "data_fit":
@@ -156,7 +157,9 @@ def _element_type(label: Any, field_path: str) -> str:
     return kind
 
 
-def _parse_entry(config: Mapping[str, Any], field_path: str) -> dict[str, Any]:
+def _parse_entry(config: Mapping[str, Any], field_path: str, known: Mapping[str, Any]) -> dict[str, Any]:
+    if config.get("name") == ENTRY_NAME:
+        return parse_piecewise_entry(config, field_path, known)
     for key in _ENTRY_UNSUPPORTED:
         if config.get(key) is not None:
             raise UnsupportedFeature(f"{field_path}.{key}", key, ["values"])

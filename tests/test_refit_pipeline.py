@@ -1,0 +1,56 @@
+"""The default ageing refit's config, built offline: staging, names, bounds and what the engine accepts."""
+
+from __future__ import annotations
+
+import pytest
+from ionworks.validators import run_validators_outbound
+
+from ionworks_prefect.refit_pipeline import FITTED_PARAMETERS, RefitData, ageing_refit_pipeline
+from ionworks_sandbox.compute.interpolants import parse_piecewise_entry
+from ionworks_sandbox.compute.models import fittable_names, parse_model
+from ionworks_sandbox.compute.pipeline import check_pipeline
+
+TESTS = [
+    RefitData(name="1C", measurement_id="m-1c", mean_discharge_current=5.0),
+    RefitData(name="C/10", measurement_id="m-c10", mean_discharge_current=0.5),
+    RefitData(name="C/2", measurement_id="m-c2", mean_discharge_current=2.5),
+]
+
+
+def test_balance_uses_the_lowest_rate_test_and_kinetics_every_test():
+    elements = ageing_refit_pipeline(TESTS)["elements"]
+    assert list(elements) == ["ocp", "balance", "ocp_shape", "kinetics"]
+    assert list(elements["balance"]["objectives"]) == list(elements["ocp_shape"]["objectives"]) == ["C/10"]
+    assert elements["balance"]["objectives"]["C/10"]["data"] == "db:m-c10"
+    assert sorted(elements["kinetics"]["objectives"]) == ["1C", "C/10", "C/2"]
+    fitted = [name for element in ("balance", "ocp_shape", "kinetics") for name in elements[element]["parameters"]]
+    assert sorted(fitted) == sorted(FITTED_PARAMETERS)  # each fitted once
+    for element in ("balance", "ocp_shape", "kinetics"):
+        for name, spec in elements[element]["parameters"].items():
+            low, high = spec["bounds"]
+            assert low <= spec["initial_value"] <= high, name
+
+
+def test_base_ocps_can_be_kept():
+    elements = ageing_refit_pipeline(TESTS, adapt_ocp=False)["elements"]
+    assert list(elements) == ["balance", "kinetics"]
+
+
+def test_without_currents_the_first_test_balances_the_cell():
+    tests = [RefitData(name=t.name, measurement_id=t.measurement_id) for t in TESTS]
+    assert list(ageing_refit_pipeline(tests)["elements"]["balance"]["objectives"]) == ["1C"]
+
+
+def test_the_config_is_what_the_client_sends_and_the_engine_accepts():
+    config = ageing_refit_pipeline(TESTS, model="DFN")
+    elements = run_validators_outbound(config)["elements"]
+    check_pipeline(elements)
+    model = parse_model(elements["kinetics"]["objectives"]["1C"]["options"]["model"], "model")
+    known = parse_piecewise_entry(elements["ocp"], "elements.ocp", {})
+    assert set(FITTED_PARAMETERS) <= fittable_names(model, known)
+
+
+@pytest.mark.parametrize("tests", [[], [TESTS[0], TESTS[0]]])
+def test_no_tests_or_repeated_names_are_refused(tests):
+    with pytest.raises(ValueError):
+        ageing_refit_pipeline(tests)
