@@ -83,7 +83,7 @@ def fleet_row(instance: str, fitted: FittedParameterSet, verdict: FitVerdict) ->
         "Cell": instance, "Test": fitted.test or "", "Last fit": f"{fitted.created_at:%Y-%m-%d}",
         "Verdict": verdict.verdict, "RMSE": format_mv(verdict.worst_rmse_mv),
     }
-    for p in fitted.parameters:
+    for p in fitted.headline:
         moved = changes.get(p.name)
         row[_UNIT.sub("", p.name)] = format_value(p.value) + (f" ({format_percent(moved)})" if moved else "")
     row["At bound"] = ", ".join(_UNIT.sub("", p.name) for p in fitted.parameters if p.at_bound)

@@ -71,17 +71,17 @@ class FitRecord(BaseModel):
         return self.is_terminal and not self.is_failed
 
 
-def fit_key(test: CellTest, config: dict[str, Any]) -> str:
-    """16 hex digits of sha256 over the test's data version and the pipeline config fitted to it.
+def fit_key(test: CellTest, recipe: dict[str, Any]) -> str:
+    """16 hex digits of sha256 over the test's data version and the recipe of its pipeline.
 
     A test counts as fitted when a successful pipeline carries its current key: new data in the test, or a
-    different pipeline, refits it.
+    different recipe (another pipeline file, other parameters, a new default refit), refits it.
 
     Example:
-        >>> fit_key(test, config)
+        >>> fit_key(test, {"default": "ageing refit 1", "model": "SPMe"})
         '5d41402abc4b2a76'
     """
-    body = json.dumps({"data": test.data_version, "config": config}, sort_keys=True, default=str)
+    body = json.dumps({"data": test.data_version, "recipe": recipe}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -171,7 +171,7 @@ def history_frame(sets: list[FittedParameterSet]) -> pl.DataFrame:
         >>> history_frame(sets).columns[:3]
         ['test', 'tested_at', 'equivalent_full_cycles']
     """
-    names = list(dict.fromkeys(p.name for s in sets for p in s.parameters))
+    names = list(dict.fromkeys(p.name for s in sets for p in s.parameters))  # knots too: the frame is for analysis
     schema = {"test": pl.String, "tested_at": pl.Datetime("us", "UTC"), "equivalent_full_cycles": pl.Float64,
               "pipeline_id": pl.String, "fitted_at": pl.Datetime("us", "UTC"), "rmse_mv": pl.Float64,
               "rmse_mv_by_objective": pl.List(pl.Struct({"objective": pl.String, "rmse_mv": pl.Float64})),

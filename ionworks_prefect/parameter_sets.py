@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -14,6 +15,9 @@ from .pipeline_config import referenced_measurements
 from .results import PipelineResult
 
 DRIFT_COLUMNS = ("parameter", "previous", "current", "absolute_change", "relative_change")
+#: A knot of a fitted curve, named as ionworks_schema's ``SlopesToKnots`` / ``PiecewiseInterpolation1D`` name them:
+#: ``"Positive electrode OCP at Stoichiometry 0.5 [V]"``.
+_CURVE_KNOT = re.compile(r"^(?P<curve>.+) at (?P<variable>\S+) (?P<at>[-+0-9.eE]+) \[(?P<unit>[^\]]*)\]$")
 
 
 class FittedParameter(BaseModel):
@@ -27,6 +31,17 @@ class FittedParameter(BaseModel):
     upper_bound: Optional[float] = None
     initial_value: Optional[float] = None
     element: Optional[str] = None
+
+    @property
+    def curve(self) -> str | None:
+        """For a knot of a fitted curve (an adapted OCP), the curve's name with its unit; None otherwise.
+
+        Example:
+            >>> FittedParameter(name="Positive electrode OCP at Stoichiometry 0.5 [V]", value=3.9).curve
+            'Positive electrode OCP [V]'
+        """
+        found = _CURVE_KNOT.match(self.name)
+        return f"{found['curve']} [{found['unit']}]" if found else None
 
     @property
     def at_bound(self) -> bool:
@@ -88,6 +103,11 @@ class FittedParameterSet(BaseModel):
     def values(self) -> dict[str, float]:
         """Fitted values by parameter name."""
         return {p.name: p.value for p in self.parameters}
+
+    @property
+    def headline(self) -> list[FittedParameter]:
+        """The fitted parameters other than curve knots: what histories, drift and fleet views follow."""
+        return [p for p in self.parameters if p.curve is None]
 
     @classmethod
     def from_pipeline_result(cls, result: PipelineResult, *, cell: str | None = None,

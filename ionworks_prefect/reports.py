@@ -57,7 +57,7 @@ def summary_line(fitted: FittedParameterSet, verdict: FitVerdict | None) -> str:
     values = ", ".join(f"{_UNIT.sub('', p.name)} {format_value(p.value)} {unit_of(p.name)}"
                        + (f" ({format_percent(changes[p.name])} vs baseline)" if changes.get(p.name) is not None
                           else "")
-                       for p in fitted.parameters)
+                       for p in fitted.headline)
     head = f"{fitted.test or fitted.cell or fitted.pipeline_id}"
     if fitted.tested_at:
         head += f" ({fitted.tested_at:%Y-%m-%d})"
@@ -70,7 +70,7 @@ def values_rows(fitted: FittedParameterSet, verdict: FitVerdict | None) -> list[
     """One row per fitted parameter: value, unit, bounds, at-bound flag, and changes in %."""
     changes = {c.parameter: c for c in verdict.changes} if verdict else {}
     rows = []
-    for p in fitted.parameters:
+    for p in fitted.headline:
         change = changes.get(p.name)
         rows.append({
             "Parameter": _UNIT.sub("", p.name), "Value": format_value(p.value), "Unit": unit_of(p.name),
@@ -80,6 +80,17 @@ def values_rows(fitted: FittedParameterSet, verdict: FitVerdict | None) -> list[
             "vs baseline": format_percent(change.change_vs_baseline if change else None),
             "per 30 days": format_percent(change.change_per_30_days if change else None),
         })
+    curves: dict[str, list[Any]] = {}
+    for p in fitted.parameters:
+        if p.curve:
+            curves.setdefault(p.curve, []).append(p)
+    for curve, knots in curves.items():
+        shifts = [1000 * abs(k.value - k.initial_value) for k in knots if k.initial_value is not None]
+        moved = f", moved up to {max(shifts):.1f} mV from its start" if shifts else ""
+        rows.append({"Parameter": _UNIT.sub("", curve), "Value": f"{len(knots)} knots{moved}",
+                     "Unit": unit_of(curve), "Lower bound": "", "Upper bound": "",
+                     "At bound": "yes" if any(k.at_bound for k in knots) else "", "vs previous": "",
+                     "vs baseline": "", "per 30 days": ""})
     return rows
 
 
@@ -99,7 +110,7 @@ def history_rows(history: Sequence[FittedParameterSet], verdicts: Sequence[FitVe
         row: dict[str, Any] = {"Test": fitted.test or "", "Date": f"{fitted.tested_at:%Y-%m-%d}" if fitted.tested_at
                                else f"{fitted.created_at:%Y-%m-%d} (fitted)", "Verdict": verdict.verdict,
                                "RMSE [mV]": rmse_text(fitted.rmse_mv)}
-        for p in fitted.parameters:
+        for p in fitted.headline:
             change = changes.get(p.name)
             moved = [format_percent(v) for v in ((change.change_vs_previous, change.change_vs_baseline)
                                                 if change else ()) if v is not None]
@@ -183,7 +194,7 @@ def render_trend_plot(history: Sequence[FittedParameterSet]) -> bytes:
     figure = Figure(figsize=(10, 5.5), dpi=90)
     values_ax, rmse_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     baseline = history[0].values
-    for name in dict.fromkeys(p.name for s in history for p in s.parameters):
+    for name in dict.fromkeys(p.name for s in history for p in s.headline):
         if not baseline.get(name):
             continue
         ys = [100 * (s.values[name] / baseline[name] - 1) if name in s.values else None for s in history]

@@ -111,6 +111,8 @@ def assess_fit(sets: Sequence[FittedParameterSet], *, drift_threshold: float = 0
                rmse_threshold_mv: float = 20.0) -> FitVerdict:
     """Assess the last of ``sets`` (a cell's fits, oldest test first) against the first and the one before it.
 
+    Curve knots (an adapted OCP's values) shape the model but are not followed for drift.
+
     Example:
         >>> assess_fit([rpt0, rpt1, rpt2], drift_threshold=0.05).drifted
         ['Negative electrode active material volume fraction']
@@ -120,7 +122,7 @@ def assess_fit(sets: Sequence[FittedParameterSet], *, drift_threshold: float = 0
     latest, first = sets[-1], sets[0]
     previous = sets[-2] if len(sets) > 1 else None
     changes = []
-    for name, value in latest.values.items():
+    for name, value in ((p.name, p.value) for p in latest.headline):
         baseline = first.values.get(name) if first is not latest else None
         before = previous.values.get(name) if previous is not None else None
         per_day = _trend(sets, name, baseline, "days")

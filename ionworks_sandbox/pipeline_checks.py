@@ -19,6 +19,7 @@ from typing import Any
 
 from ionworks_schema import LEGACY_ELEMENT_TYPE_ALIASES
 
+from .compute.interpolants import knot_name
 from .compute.models import ModelSpec, model_parameter_names, parse_model
 from .compute.objectives import DEFAULT_MODEL
 
@@ -79,7 +80,10 @@ def check_fit_parameters(elements: Mapping[str, Any]) -> None:
     entry_model: Any = None
     for name, config in elements.items():
         kind = LEGACY_ELEMENT_TYPE_ALIASES.get(config["element_type"], config["element_type"])
-        if kind == "entry":
+        if kind == "entry" and "values" not in config:  # a PiecewiseInterpolation1D entry defines its knots
+            base, variable = config.get("base_parameter_name", ""), config.get("breakpoint_parameter_name", "")
+            defined |= {knot_name(base, variable, float(p)) for p in config.get("breakpoint_values") or []}
+        elif kind == "entry":
             defined |= set(config["values"])
             entry_model = config["values"].get("model", entry_model)
         elif kind == "calculation":

@@ -31,7 +31,7 @@ from ionworks_prefect.flows.nightly_refit import (
     JOINT_TEST,
     FitRange,
     NoMeasurements,
-    default_pipeline,
+    parameter_fit_pipeline,
     nightly_refit,
     pipeline_from_file,
     with_validation,
@@ -77,10 +77,10 @@ def _upload_rpt(cell: CellTarget, label: str, frame, days: int):
                                  start_time=START + timedelta(days=days))
 
 
-def test_default_pipeline_has_one_objective_per_measurement_with_unique_names():
+def test_parameter_fit_pipeline_has_one_objective_per_measurement_with_unique_names():
     refs = [MeasurementRef(id=f"m{i}-0000000", name=name, cell_instance_id="c", version="v")
             for i, name in enumerate(["rpt", "rpt", "hppc"])]
-    config = with_validation(default_pipeline(refs, DN_ONLY, "SPMe"))
+    config = with_validation(parameter_fit_pipeline(refs, DN_ONLY, "SPMe"))
     fit, validate = config["elements"]["fit"], config["elements"]["validate"]
     assert list(fit["objectives"]) == ["rpt (m0-00000)", "rpt (m1-00000)", "hppc"]
     assert [o["data"] for o in fit["objectives"].values()] == ["db:m0-0000000", "db:m1-0000000", "db:m2-0000000"]

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -50,8 +51,10 @@ from ionworks_prefect.cell_tests import (
     gather_cell_tests,
     identify_cell,
 )
+from ionworks_prefect._calls import acall
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.events import emit_fit_verdict, slug
+from ionworks_prefect.refit_pipeline import ageing_refit_pipeline, describe_refit_data
 from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
 from ionworks_prefect.fleet import fleet_row, publish_fleet_summary
 from ionworks_prefect.retries import ionworks_task, rate_limited
@@ -76,11 +79,8 @@ class FitRange(BaseModel):
     bounds: tuple[float, float]
 
 
-#: Chen2020 diffusivities as the start, one decade of search each (fitted in log10 by Ionworks).
-DEFAULT_PARAMETERS = {
-    DN: FitRange(initial_value=3.3e-14, bounds=(1e-14, 1e-13)),
-    DP: FitRange(initial_value=4.0e-15, bounds=(1e-15, 2e-14)),
-}
+#: The default pipeline's name in fit keys: a new version refits every test once.
+DEFAULT_REFIT = "ageing refit 1"
 
 
 class NoMeasurements(IonworksPrefectError):
@@ -106,11 +106,13 @@ def _objective_names(measurements: list[MeasurementRef]) -> list[str]:
     return [m.name if names.count(m.name) == 1 else f"{m.name} ({m.id[:8]})" for m in measurements]
 
 
-def default_pipeline(measurements: list[MeasurementRef], parameters: dict[str, FitRange], model: str) -> dict:
-    """SPMe (or ``model``) refit: one CurrentDriven objective per measurement, differential evolution, RMSE in volts.
+def parameter_fit_pipeline(measurements: list[MeasurementRef], parameters: dict[str, FitRange], model: str) -> dict:
+    """A fit of ``parameters`` on ``model``: one CurrentDriven objective per measurement, differential evolution,
+    RMSE in volts.
 
     Example:
-        >>> default_pipeline(refs, DEFAULT_PARAMETERS, "SPMe")["elements"]["fit"]["cost"]
+        >>> config = parameter_fit_pipeline(refs, {DN: FitRange(initial_value=3e-14, bounds=(1e-14, 1e-13))}, "SPMe")
+        >>> config["elements"]["fit"]["cost"]
         {'normalization': 'identity', 'type': 'RMSE'}
     """
     objectives = {
@@ -151,7 +153,7 @@ def with_validation(config: dict) -> dict:
     give each objective's RMSE in the fitted set (``FittedParameterSet.rmse_mv``).
 
     Example:
-        >>> list(with_validation(default_pipeline(refs, DEFAULT_PARAMETERS, "SPMe"))["elements"])
+        >>> list(with_validation(parameter_fit_pipeline(refs, dn_only, "SPMe"))["elements"])
         ['fit', 'validate']
     """
     elements = config.get("elements") or {}
@@ -168,13 +170,37 @@ def with_validation(config: dict) -> dict:
     return {**config, "elements": {**elements, VALIDATION_ELEMENT: validation}}
 
 
-def refit_config(test: CellTest, parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str],
-                 model: str) -> dict:
-    """The pipeline fitted to one test: a pipeline file, the given parameters, or the default refit."""
+def refit_recipe(parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str], model: str) -> dict:
+    """What decides a test's pipeline besides its data; a different recipe refits every test.
+
+    Example:
+        >>> refit_recipe(None, None, "SPMe")
+        {'default': 'ageing refit 1', 'model': 'SPMe'}
+    """
+    if pipeline_file:
+        return {"pipeline_file": hashlib.sha256(Path(pipeline_file).read_bytes()).hexdigest()}
+    if parameters:
+        return {"parameters": {k: FitRange.model_validate(v).model_dump(mode="json") for k, v in parameters.items()},
+                "model": model}
+    return {"default": DEFAULT_REFIT, "model": model}
+
+
+@ionworks_task(name="Build refit pipeline", description="The pipeline one test is fitted with.")
+async def build_refit_pipeline(test: CellTest, parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str],
+                               model: str, credentials: Optional[str] = None) -> dict:
+    """The pipeline for one test: a pipeline file, the given parameters, or the default ageing refit
+    (:func:`ageing_refit_pipeline`, which reads each measurement's steps to find the lowest-rate one); with a
+    final validation element for the RMSE per objective."""
     if pipeline_file:
         config = pipeline_from_file(pipeline_file, test.measurements)
+    elif parameters:
+        config = parameter_fit_pipeline(test.measurements, parameters, model)
     else:
-        config = default_pipeline(test.measurements, parameters or DEFAULT_PARAMETERS, model)
+        client = resolve_credentials(credentials).get_client()
+        data = await asyncio.gather(*(acall("read measurement steps", describe_refit_data, client, m.id, name)
+                                      for name, m in zip(_objective_names(test.measurements), test.measurements,
+                                                         strict=True)))
+        config = await asyncio.to_thread(ageing_refit_pipeline, data, model=model)
     return with_validation(config)
 
 
@@ -245,13 +271,15 @@ def _run_name() -> str:
     return f"refit {cell_label(CellTarget(**cell) if isinstance(cell, dict) else cell)}"
 
 
-async def _fit(test: CellTest, config: dict, label: str, credentials: Optional[str],
+async def _fit(test: CellTest, recipe: dict, build: dict[str, Any], label: str, credentials: Optional[str],
                max_wait_seconds: float) -> FittedParameterSet:
-    marker = fit_marker(test, fit_key(test, config))
+    config = await build_refit_pipeline(test, **build, credentials=credentials)
+    marker = fit_marker(test, fit_key(test, recipe))
     submitted = {**config, "name": f"Refit {label} · {test.label}"[:200],
                  "description": f"Refit of {label}, test {test.label} {marker}"}
     result = await run_pipeline(submitted, credentials, cell=test.cell_instance_id, max_wait_seconds=max_wait_seconds)
-    return FittedParameterSet.from_pipeline_result(result, cell=label, test=test.label, tested_at=test.tested_at,
+    return FittedParameterSet.from_pipeline_result(result, cell=label, config=config, test=test.label,
+                                                   tested_at=test.tested_at,
                                                    equivalent_full_cycles=test.equivalent_full_cycles)
 
 
@@ -322,17 +350,18 @@ async def nightly_refit(
             raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
         if joint:
             tests = [joint_test(tests)]
-        configs = [refit_config(t, parameters, pipeline_file, model) for t in tests]
+        recipe = refit_recipe(parameters, pipeline_file, model)
         done = fitted_keys(identity.instance_id, credentials)
-        todo = [(t, c) for t, c in zip(tests, configs, strict=True) if fit_key(t, c) not in done]
+        todo = [t for t in tests if fit_key(t, recipe) not in done]
         if todo:
-            logger.info("Refitting %d new test(s) of %s: %s", len(todo), label, ", ".join(t.label for t, _ in todo))
+            logger.info("Refitting %d new test(s) of %s: %s", len(todo), label, ", ".join(t.label for t in todo))
         else:
             logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
-        outcomes = await asyncio.gather(*(_fit(t, c, label, credentials, max_wait_seconds) for t, c in todo),
+        build = {"parameters": parameters, "pipeline_file": pipeline_file, "model": model}
+        outcomes = await asyncio.gather(*(_fit(t, recipe, build, label, credentials, max_wait_seconds) for t in todo),
                                         return_exceptions=True)
         fitted = {s.pipeline_id: s for s in outcomes if isinstance(s, FittedParameterSet)}
-        failures = [f"{t.label}: {s}" for (t, _), s in zip(todo, outcomes, strict=True) if isinstance(s, BaseException)]
+        failures = [f"{t.label}: {s}" for t, s in zip(todo, outcomes, strict=True) if isinstance(s, BaseException)]
         history = fitted_history(identity.instance_id, label, fitted, credentials)
         if not history:
             raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
