@@ -157,9 +157,9 @@ def _channel(channels: dict[str, list], *words: str) -> list | None:
     return next((v for name, v in channels.items() if all(w in name.lower() for w in words)), None)
 
 
-#: Plots are drawn at the width the Prefect UI gives an artifact (7.2 in at 100 dpi: 720 px), so text is shown at
+#: Plots are drawn at the width the Prefect UI gives an artifact (6.8 in at 100 dpi: 680 px), so text is shown at
 #: its own size; a fit plot of one objective and the trend plot are 30-60 kB as PNG.
-WIDTH_IN, DPI = 7.2, 100
+WIDTH_IN, DPI = 6.8, 100
 
 
 def _figure(height_in: float) -> Any:
