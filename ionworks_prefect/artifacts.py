@@ -4,18 +4,23 @@ Keys (lowercase letters, digits, dashes), per cell: ``fitted-parameters-<cell>``
 with units and % changes; one version per fit, each version's description lists the values),
 ``fitted-parameters-<cell>-report`` (markdown: values, RMSE per objective, verdict, fit plot, trend plot, link
 to the pipeline) and ``fitted-parameters-<cell>-history`` (table, one row per fitted test). A night with nothing
-new publishes a short "unchanged since" note on its own run instead.
+new publishes a short "unchanged since" note on its own run instead. Links into the Prefect UI open the newest
+version of an artifact, in the UI the server shows by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.settings import PREFECT_UI_URL
 
 from ._calls import call, run_logger
@@ -26,12 +31,14 @@ from .reports import (
     format_mv,
     history_rows,
     history_verdicts,
+    label_of,
     markdown_table,
     png_markdown,
     render_fit_plot,
     render_trend_plot,
     rmse_text,
     summary_line,
+    trend_text,
     values_rows,
 )
 from .results import PublishedArtifacts
@@ -50,9 +57,50 @@ def artifact_key(cell: str) -> str:
 
 
 def ui_link(path: str) -> str | None:
-    """A link into the Prefect UI (``PREFECT_UI_URL`` + path), or None when no UI URL is configured."""
+    """A link into the Prefect UI (``PREFECT_UI_URL`` + path), or None when no UI URL is configured.
+
+    Prefect 3.8 servers serve a second UI under ``/v2`` and send browsers there; the first UI's paths still open,
+    but in the other UI. The link goes under ``/v2`` when the server's ``ui-settings`` name it the default.
+
+    Example:
+        >>> ui_link("artifacts/artifact/0b7c…")
+        'http://127.0.0.1:4200/v2/artifacts/artifact/0b7c…'
+    """
     base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/{path.lstrip('/')}" if base else None
+    return f"{_default_ui(base.rstrip('/'))}/{path.lstrip('/')}" if base else None
+
+
+@cache
+def _default_ui(base: str) -> str:
+    try:
+        settings = httpx.get(f"{base}/ui-settings", timeout=5).json()
+    except (httpx.HTTPError, ValueError):  # no UI served there, or not a Prefect server's (Prefect Cloud)
+        return base
+    if not isinstance(settings, dict) or settings.get("default_ui") != "v2":
+        return base
+    v1, v2 = str(settings.get("v1_base_url") or "/").rstrip("/"), str(settings.get("v2_base_url") or "")
+    return base + v2[len(v1):].rstrip("/") if v2.startswith(v1 + "/") else base
+
+
+def latest_artifact_links(keys: Sequence[str]) -> dict[str, str]:
+    """Key -> UI link to the newest version of each artifact that exists; ``{}`` when no UI URL is configured.
+
+    A key's own page in the UI lists its versions; the link opens the newest one's content instead.
+
+    Example:
+        >>> latest_artifact_links(["fitted-parameters-nmc811-21700-cell-7-report"])
+        {'fitted-parameters-nmc811-21700-cell-7-report': 'http://127.0.0.1:4200/v2/artifacts/artifact/0b7c…'}
+    """
+    if not keys or not PREFECT_UI_URL.value():
+        return {}
+    keys, found = list(dict.fromkeys(keys)), []
+    with get_client(sync_client=True) as prefect:
+        for start in range(0, len(keys), 200):  # the API's page size
+            chunk = keys[start:start + 200]
+            found += prefect.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=chunk)),
+                limit=len(chunk))
+    return {a.key: link for a in found if (link := ui_link(f"artifacts/artifact/{a.latest_id}"))}
 
 
 def fit_series(client: Any, pipeline_id: str, element: str) -> dict[str, dict[str, list]]:
@@ -74,20 +122,22 @@ def fit_series(client: Any, pipeline_id: str, element: str) -> dict[str, dict[st
 def _report(fitted: FittedParameterSet, verdict: FitVerdict, history: Sequence[FittedParameterSet],
             rows: list[dict[str, Any]], link: str | None, fit_png: bytes | None, image_path: str | None) -> str:
     title = f"# Fitted parameters: {fitted.cell or 'cell'}" + (f", {fitted.test}" if fitted.test else "")
-    when = f"tested {fitted.tested_at:%Y-%m-%d %H:%M} UTC, " if fitted.tested_at else ""
-    lines = [title, "", f"**Verdict: {verdict.verdict}.** Pipeline `{fitted.pipeline_id}`"
-             + (f" ([open in Ionworks]({link}))" if link else "") + f", {when}fitted {fitted.created_at:%Y-%m-%d %H:%M} UTC.",
+    when = f"Tested {fitted.tested_at:%Y-%m-%d %H:%M} UTC, fitted" if fitted.tested_at else "Fitted"
+    drifted = (" Drifted: " + ", ".join(label_of(name) for name in verdict.drifted) + ".") if verdict.drifted else ""
+    lines = [title, "", f"**Verdict: {verdict.verdict}.**{drifted} {when} {fitted.created_at:%Y-%m-%d %H:%M} UTC "
+             f"by pipeline `{fitted.pipeline_id}`" + (f" ([open in Ionworks]({link}))" if link else "") + ".",
              "", "## Values", "", markdown_table(values_rows(fitted, verdict)),
-             f"Changes against the first test ({verdict.baseline_test}) and the previous one "
-             f"({verdict.previous_test or 'none'}); a parameter drifts beyond {verdict.drift_threshold:.0%}.",
-             "", f"## Fit quality (flag above {format_mv(verdict.rmse_threshold_mv)})", "",
-             f"RMSE per objective: {rmse_text(fitted.rmse_mv)}."]
-    if verdict.drifted:
-        lines += ["", "Drifted: " + ", ".join(verdict.drifted)]
-    if len(history) > 1:
-        lines += ["", "## Trajectory", "", png_markdown(render_trend_plot(history), "trend"), "", markdown_table(rows)]
+             f"Changes against the previous test ({verdict.previous_test or 'none'}) and the first one "
+             f"({verdict.baseline_test}); a parameter drifts beyond {100 * verdict.drift_threshold:g} %."]
+    if trend := trend_text(verdict):
+        lines += ["", f"Trend: {trend}."]
+    lines += ["", "## Fit quality", "", f"RMSE per objective: {rmse_text(fitted.rmse_mv)} "
+              f"(flagged above {format_mv(verdict.rmse_threshold_mv)})."]
     if fit_png is not None:
-        lines += ["", "## Fit against data", "", png_markdown(fit_png, "fit vs data")]
+        lines += ["", png_markdown(fit_png, "Measured and model voltage, and the error")]
+    if len(history) > 1:
+        trend = png_markdown(render_trend_plot(history), "Change of each parameter and the RMSE, test by test")
+        lines += ["", "## Trajectory", "", trend, "", "% is the change since the first test.", "", markdown_table(rows)]
     if image_path:
         lines += ["", f"Plot file: `{image_path}`"]
     if fitted.measurement_ids:
@@ -164,7 +214,8 @@ def publish_parameter_set(
         create_markdown_artifact(_report(parameter_set, verdict, sets, rows, link, png, image_path),
                                  key=f"{key}-report", description=summary),
         create_table_artifact(rows, key=f"{key}-history",
-                              description=f"{parameter_set.cell}: {len(sets)} fitted test(s), newest {summary}"),
+                              description=f"{parameter_set.cell}: {len(sets)} fitted test(s); % is the change since "
+                                          f"the first test. Newest {summary}"),
     ]
     emit_parameter_set_published(client, parameter_set)
     return PublishedArtifacts(table_key=key, report_key=f"{key}-report", history_key=f"{key}-history",
@@ -193,11 +244,11 @@ def publish_unchanged(latest: FittedParameterSet) -> str:
             publish_unchanged(latest)
         ```
     """
-    key = artifact_key(latest.cell or latest.pipeline_id)
-    report = ui_link(f"artifacts/key/{key}-report")
+    key = f"{artifact_key(latest.cell or latest.pipeline_id)}-report"
+    report = latest_artifact_links([key]).get(key)
     since = f"{latest.created_at:%Y-%m-%d %H:%M} UTC"
     text = (f"**{latest.cell}: unchanged since {since}.** No new test to fit; newest fit "
             f"{summary_line(latest, None)} (pipeline `{latest.pipeline_id}`). See the report "
-            + (f"[{key}-report]({report})." if report else f"`{key}-report`."))
+            + (f"[{key}]({report})." if report else f"`{key}`."))
     create_markdown_artifact(text, description=f"{latest.cell}: unchanged since {since}")
     return text

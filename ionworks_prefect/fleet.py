@@ -1,9 +1,10 @@
 """A fleet of cells in the Prefect UI: the limits that bound a fleet refit, and the ``fleet-<specification>`` view.
 
-The fleet view is a markdown artifact with one row per cell: the newest values (4 significant figures, change
-since the cell's first test), worst RMSE in mV, parameters at a bound, the date of the newest fit, the verdict
-and a link to the cell's report. Its rows are kept in a Prefect Variable per specification, so a single cell's
-refit updates its own row and the view is republished; a fleet run rewrites every row it refitted.
+The fleet view is a markdown artifact with one row per cell and few columns: the cell (a link to the newest
+version of its report), its newest test and date, the verdict, the worst RMSE in mV and each parameter's newest
+value (4 significant figures, unit in the header, % change since the cell's first test, marked at a bound); why
+a cell's refit failed is listed under the table. Its rows are kept in a Prefect Variable per specification, so
+a single cell's refit updates its own row and the view is republished; a fleet run rewrites every row.
 
 Example:
     ```python
@@ -18,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from prefect import task
@@ -29,14 +29,15 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.variables import Variable
 
-from .artifacts import artifact_key, ui_link
+from .artifacts import artifact_key, latest_artifact_links
 from .events import slug
 from .parameter_sets import FittedParameterSet
-from .reports import format_mv, format_percent, format_value, markdown_table
+from .reports import format_percent, format_value, label_of, markdown_table, unit_of, worst_rmse_mv
 from .settings import IonworksSettings
 from .verdicts import FitVerdict
 
-_UNIT = re.compile(r"\s*\[[^\]]+\]\s*$")
+#: Row fields that are not columns: the report's artifact key (the cell links to it) and why a refit failed.
+REPORT, REASON = "Report", "Reason"
 
 
 async def ensure_fleet_limits(settings: IonworksSettings | None = None) -> tuple[str, str]:
@@ -75,20 +76,42 @@ def _variable(specification: str) -> str:
 
 
 def fleet_row(instance: str, fitted: FittedParameterSet, verdict: FitVerdict) -> dict[str, Any]:
-    """One cell's row of the fleet view (plain strings, ready for the table)."""
+    """One cell's row of the fleet view (plain strings, ready for the table) and its report's key."""
     changes = {c.parameter: c.change_vs_baseline for c in verdict.changes}
-    key = f"{artifact_key(fitted.cell or fitted.pipeline_id)}-report"
-    report = ui_link(f"artifacts/key/{key}")
-    row: dict[str, Any] = {
-        "Cell": instance, "Test": fitted.test or "", "Last fit": f"{fitted.created_at:%Y-%m-%d}",
-        "Verdict": verdict.verdict, "RMSE": format_mv(verdict.worst_rmse_mv),
-    }
+    when = f"{fitted.tested_at:%Y-%m-%d}" if fitted.tested_at else f"fitted {fitted.created_at:%Y-%m-%d}"
+    worst = worst_rmse_mv(fitted)
+    row: dict[str, Any] = {"Cell": instance, "Test": f"{fitted.test or 'fit'} ({when})", "Verdict": verdict.verdict,
+                           "RMSE [mV]": "" if worst is None else f"{worst:.1f}"}
     for p in fitted.headline:
         moved = changes.get(p.name)
-        row[_UNIT.sub("", p.name)] = format_value(p.value) + (f" ({format_percent(moved)})" if moved else "")
-    row["At bound"] = ", ".join(_UNIT.sub("", p.name) for p in fitted.parameters if p.at_bound)
-    row["Report"] = f"[{key}]({report})" if report else f"`{key}`"
+        row[f"{label_of(p.name)} [{unit_of(p.name)}]"] = (
+            format_value(p.value) + (f" ({format_percent(moved)})" if moved is not None else "")
+            + (" at bound" if p.at_bound else ""))
+    row[REPORT] = f"{artifact_key(fitted.cell or fitted.pipeline_id)}-report"
     return row
+
+
+def failed_row(instance: str, reason: str) -> dict[str, Any]:
+    """The fleet row of a cell whose refit failed this run; the reason is listed under the table."""
+    return {"Cell": instance, "Test": "", "Verdict": "refit failed", "RMSE [mV]": "", REASON: reason[:300]}
+
+
+def _flagged(rows: list[dict[str, Any]]) -> int:
+    return sum(1 for r in rows if r.get("Verdict") not in ("ok", "baseline"))
+
+
+def fleet_markdown(specification: str, rows: list[dict[str, Any]], links: dict[str, str]) -> str:
+    """The fleet view: a heading, counts, one table row per cell (its name linked to ``links[row's report]``)
+    and the reasons of failed refits."""
+    table = [{**{k: v for k, v in r.items() if k not in (REPORT, REASON)},
+              "Cell": f"[{r['Cell']}]({links[r[REPORT]]})" if r.get(REPORT) in links else r["Cell"]} for r in rows]
+    text = (f"# Fleet: {specification}\n\n{len(rows)} cell(s), {_flagged(rows)} flagged (drifted, degraded or "
+            "failed). Each cell's newest fit; % is the change since the cell's first test; RMSE is the worst "
+            "objective's. "
+            + ("A cell's name opens its report." if links else "Reports: `fitted-parameters-<cell>-report`.")
+            + "\n\n" + markdown_table(table))
+    failures = [f"- **{r['Cell']}**: {r[REASON]}" for r in rows if r.get(REASON)]
+    return text + ("\nRefit failed:\n\n" + "\n".join(failures) + "\n" if failures else "")
 
 
 @task(name="Publish fleet summary", cache_policy=NO_CACHE)
@@ -118,17 +141,8 @@ def publish_fleet_summary(specification: str, rows: dict[str, dict[str, Any]], *
     kept.update(rows)
     Variable.set(variable, kept, overwrite=True, _sync=True)
     ordered = [kept[name] for name in sorted(kept)]
-    flagged = sum(1 for r in ordered if r.get("Verdict") not in ("ok", "baseline"))
-    text = (f"# Fleet: {specification}\n\n{len(ordered)} cell(s), {flagged} flagged (drifted or degraded). "
-            "Values are the newest fit; % in brackets is the change since the cell's first test; RMSE is the "
-            "worst objective's.\n\n" + markdown_table(ordered))
+    links = latest_artifact_links([r[REPORT] for r in ordered if r.get(REPORT)])
     key = fleet_key(specification)
-    create_markdown_artifact(text, key=key, description=f"{specification}: {len(ordered)} cells, {flagged} flagged")
+    create_markdown_artifact(fleet_markdown(specification, ordered, links), key=key,
+                             description=f"{specification}: {len(ordered)} cells, {_flagged(ordered)} flagged")
     return key
-
-
-def failed_row(instance: str, reason: str) -> dict[str, Any]:
-    """The fleet row of a cell whose refit failed this run."""
-    return {"Cell": instance, "Verdict": "refit failed", "Test": "", "Last fit": "", "RMSE": "",
-            "At bound": "", "Report": reason[:200]}
-

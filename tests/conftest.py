@@ -1,4 +1,5 @@
-"""Session fixtures: one live sandbox over real HTTP and one Prefect test server, shared by all tests."""
+"""Session fixtures: one live sandbox over real HTTP and one Prefect test server, shared by all tests; a throwaway
+PostgreSQL database for the tests that start a real Prefect server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from ionworks_prefect.local_sandbox import LocalSandbox
+
+from .postgres_server import PostgresServer, postgres_bindir
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -54,3 +57,15 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def prefect_database() -> Iterator[dict[str, str]]:
+    """A PostgreSQL database for a live Prefect server when PostgreSQL is installed (``.ci/run`` installs it);
+    otherwise the server keeps SQLite in its PREFECT_HOME."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        yield {}
+        return
+    with PostgresServer(bindir) as database:
+        yield {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url}

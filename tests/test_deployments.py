@@ -7,21 +7,15 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import time
 import tomllib
-from collections.abc import Iterator
 from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
 from typing import get_type_hints
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -45,11 +39,10 @@ from deployments.deploy import (
 )
 from ionworks_prefect.flows.cycler_watcher import FILE_ARRIVED, file_resource
 from ionworks_prefect import CellTarget, upload_measurement
-from ionworks_prefect.local_sandbox import free_port
 
 from .measurement_frames import unique
 from .pipeline_configs import DN, synthetic
-from .postgres_server import PostgresServer, postgres_bindir
+from .live_prefect import LivePrefect
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -223,104 +216,6 @@ async def test_docker_deployments_register_with_a_docker_pool_without_building(m
         assert deployment.parameters["credentials"] == "ionworks"
     assert found["ingest-cycler-data-docker"].job_variables["volumes"] == ["/lab/cycler-drop:/lab/cycler-drop:ro"]
     assert found["nightly-refit-docker"].schedules[0].schedule.cron == "0 2 * * *"
-
-
-class LivePrefect:
-    """``prefect server start`` on a free loopback port with its own PREFECT_HOME, plus workers; all stopped on exit."""
-
-    def __init__(self, home: Path, extra_env: dict[str, str]) -> None:
-        port = free_port()
-        self.api = f"http://127.0.0.1:{port}/api"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        self.env.update(extra_env, PREFECT_HOME=str(home), PREFECT_API_URL=self.api, DO_NOT_TRACK="1",
-                        PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-                        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_WORKER_QUERY_SECONDS="1")
-        self.log = home / "processes.log"
-        home.mkdir(parents=True, exist_ok=True)
-        self.processes: list[subprocess.Popen] = []
-        self._spawn("server", "start", "--host", "127.0.0.1", "--port", str(port))
-        self.http = httpx.Client(base_url=self.api, timeout=30)
-        self._until(lambda: self._healthy(), 120, "the Prefect server to answer /health")
-
-    def _spawn(self, *args: str) -> None:
-        with open(self.log, "ab") as log:
-            self.processes.append(subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=self.env,
-                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.api}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def _until(self, condition, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if value := condition():
-                return value
-            time.sleep(0.5)
-        raise TimeoutError(f"waited {timeout:g} s for {what}; see {self.log}")
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=self.env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    def start_worker(self, pool: str) -> None:
-        self._spawn("worker", "start", "--pool", pool)
-
-    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """One API call, retried as Prefect's own client does when the server is busy (503/429)."""
-        for _ in range(9):
-            response = self.http.request(method, path, **kwargs)
-            if response.status_code not in (429, 503):
-                return response.raise_for_status()
-            time.sleep(float(response.headers.get("Retry-After") or 1))
-        return self.http.request(method, path, **kwargs).raise_for_status()
-
-    def deployment_id(self, name: str) -> str:
-        return self.request("GET", f"/deployments/name/{name}").json()["id"]
-
-    def run_deployment(self, name: str) -> str:
-        return self.request("POST", f"/deployments/{self.deployment_id(name)}/create_flow_run", json={}).json()["id"]
-
-    def runs(self, deployment: str, states: list[str] | None = None) -> list[dict]:
-        body: dict = {"deployments": {"id": {"any_": [self.deployment_id(deployment)]}}}
-        if states:
-            body["flow_runs"] = {"state": {"type": {"any_": states}}}
-        return self.request("POST", "/flow_runs/filter", json=body).json()
-
-    def wait_for_run(self, run_id: str, timeout: float = 240) -> dict:
-        def finished() -> dict | None:
-            run = self.request("GET", f"/flow_runs/{run_id}").json()
-            return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
-
-        return self._until(finished, timeout, f"flow run {run_id}")
-
-    def close(self) -> None:
-        self.http.close()
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-@pytest.fixture
-def prefect_database() -> Iterator[dict[str, str]]:
-    """A PostgreSQL database for the live Prefect server when PostgreSQL is installed (``.ci/run`` installs it);
-    otherwise the server keeps SQLite in its PREFECT_HOME."""
-    bindir = postgres_bindir()
-    if bindir is None:
-        yield {}
-        return
-    with PostgresServer(bindir) as database:
-        yield {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url}
 
 
 @pytest.mark.slow

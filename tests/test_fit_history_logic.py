@@ -10,7 +10,16 @@ import pytest
 from ionworks_prefect import FittedParameter, FittedParameterSet, assess_fit
 from ionworks_prefect.cell_tests import group_tests
 from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, parse_fit_marker, FitRecord
-from ionworks_prefect.reports import format_percent, format_value, history_rows, summary_line, unit_of, values_rows
+from ionworks_prefect.fleet import failed_row, fleet_markdown, fleet_row
+from ionworks_prefect.reports import (
+    format_percent,
+    format_quantity,
+    format_value,
+    history_rows,
+    summary_line,
+    unit_of,
+    values_rows,
+)
 
 DN = "Negative particle diffusivity [m2.s-1]"
 LAM = "Negative electrode active material volume fraction"
@@ -99,8 +108,27 @@ def test_values_read_with_units_rounded_and_changes_in_percent():
         "Negative particle diffusivity", "5.500e-14", "m2.s-1", "+10.0 %")
     rows = history_rows(history, verdicts)
     assert [r["Verdict"] for r in rows] == ["baseline", "drifted"]
-    assert rows[1]["Negative particle diffusivity [m2.s-1]"] == "5.500e-14 (+10.0 % / +10.0 %)"
-    assert rows[1]["RMSE [mV]"] == "RPT 1 1C 5.0 mV" and rows[1]["Date"] == "2026-01-31"
+    assert rows[1]["Negative particle diffusivity [m2.s-1]"] == "5.500e-14 (+10.0 %)"  # vs baseline
+    assert rows[1]["RMSE [mV]"] == "5.0" and rows[1]["Date"] == "2026-01-31" and rows[1]["Pipeline"] == "p-RPT 1"
+    assert row["Bounds"] == "5.500e-15 – 5.500e-13" and row["vs previous"] == "+10.0 %"
+    assert format_quantity(5.5e-14, "m2.s-1") == "5.500e-14 m2.s-1" and format_quantity(0.75, "-") == "0.7500"
     assert summary_line(history[1], verdicts[1]) == (
         "RPT 1 (2026-01-31): Negative particle diffusivity 5.500e-14 m2.s-1 (+10.0 % vs baseline); RMSE 5.0 mV; "
         "drifted")
+
+
+def test_fleet_view_links_each_cell_to_its_report_and_lists_failures_under_few_columns():
+    newest = _set("RPT 1", 30, {DN: 5.5e-13})
+    newest = newest.model_copy(update={"parameters": [FittedParameter(name=DN, value=5.5e-13, upper_bound=5.5e-13)]})
+    history = [_set("RPT 0", 0, {DN: 5e-14}), newest]  # the newest at its upper bound
+    ok = fleet_row("cell-1", history[1], assess_fit(history))
+    rows = [failed_row("cell-0", "No processed time-series measurement found"), ok]
+    report = "fitted-parameters-spec-cell-1-report"
+    text = fleet_markdown("spec", rows, {report: "http://ui/v2/artifacts/artifact/a1"})
+    header, _, first, second = [line for line in text.splitlines() if line.startswith("|")]
+    assert header == "| Cell | Test | Verdict | RMSE [mV] | Negative particle diffusivity [m2.s-1] |"
+    assert first == "| cell-0 |  | refit failed |  |  |"
+    assert second == ("| [cell-1](http://ui/v2/artifacts/artifact/a1) | RPT 1 (2026-01-31) | drifted | 5.0 "
+                      "| 5.500e-13 (+1000.0 %) at bound |")
+    assert "2 cell(s), 2 flagged" in text and "- **cell-0**: No processed time-series measurement found" in text
+    assert "[cell-1]" not in fleet_markdown("spec", rows, {})  # no UI URL: no link

@@ -3,6 +3,8 @@ shown in the fleet's final state, and the fleet view with one row per cell."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
@@ -49,10 +51,12 @@ async def test_each_cell_is_its_own_run_and_a_failure_shows_in_the_fleet_state(c
 
     view = (await Artifact.aget(f"fleet-{spec.lower()}")).data
     assert "3 cell(s), 1 flagged" in view
-    rows = {line.split("|")[1].strip(): line for line in view.splitlines() if line.startswith("| cell-")}
+    rows = {re.match(r"\| \[?(cell-\w)", line)[1]: line for line in view.splitlines() if line.startswith("| ")
+            and "cell-" in line}
     assert set(rows) == {"cell-a", "cell-b", "cell-c"}
-    assert "refit failed" in rows["cell-c"] and "No processed time-series measurement" in rows["cell-c"]
-    assert "| baseline |" in rows["cell-a"] and " mV |" in rows["cell-a"] and "e-14" in rows["cell-a"]
-    assert "fitted-parameters-" in rows["cell-b"] and "-report" in rows["cell-b"]
-    value = float(rows["cell-a"].split("|")[6].split()[0])
+    assert "refit failed" in rows["cell-c"] and "- **cell-c**: No processed time-series measurement" in view
+    assert "| baseline |" in rows["cell-a"] and re.search(r"\| \d+\.\d \|", rows["cell-a"]) and "e-14" in rows["cell-a"]
+    report = await Artifact.aget(f"fitted-parameters-{spec.lower()}-cell-b-report")
+    assert "[cell-b](http://" in rows["cell-b"] and f"/artifacts/artifact/{report.id})" in rows["cell-b"]
+    value = float(rows["cell-a"].split("|")[5].split()[0])
     assert value == pytest.approx(TRUE_DN, rel=0.05)

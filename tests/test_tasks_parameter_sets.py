@@ -159,7 +159,7 @@ async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path):
     history = json.loads(Artifact.get(f"{key}-history", _sync=True).data)
     assert [h["Test"] for h in history] == ["RPT 0", "RPT 1"] and history[1]["Verdict"] == "drifted"
     report = Artifact.get(f"{key}-report", _sync=True).data
-    assert report.count("data:image/png;base64,") == 2 and "Drifted: " + DN in report and "**Verdict: drifted.**" in report
+    assert report.count("data:image/png;base64,") == 2 and "**Verdict: drifted.** Drifted: Negative particle" in report
     assert second.image_path and open(second.image_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     link = re.search(r"\[open in Ionworks\]\(([^)\s]+)\)", report)[1]
     assert link.endswith(f"/pipelines/{second_set.pipeline_id}")

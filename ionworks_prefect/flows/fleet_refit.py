@@ -38,12 +38,14 @@ class FleetRefitFailed(IonworksPrefectError):
 
 
 class CellOutcome(BaseModel):
-    """How one cell's refit ended in a fleet run."""
+    """How one cell's refit ended in a fleet run: its newest test and fitted values, or why it failed."""
 
     cell: str
     status: Literal["refitted", "unchanged", "failed"]
     verdict: Optional[str] = None
     new_fits: int = 0
+    test: Optional[str] = None
+    values: dict[str, float] = {}
     reason: Optional[str] = None
 
 
@@ -126,7 +128,8 @@ async def fleet_refit(
         if isinstance(result, CellRefit):
             rows[cell.instance_name] = fleet_row(cell.instance_name, result.fitted, result.verdict)
             outcomes.append(CellOutcome(cell=cell.label, status="refitted" if result.new_fits else "unchanged",
-                                        verdict=result.verdict.verdict, new_fits=result.new_fits))
+                                        verdict=result.verdict.verdict, new_fits=result.new_fits,
+                                        test=result.fitted.test, values=result.fitted.values))
         else:
             reason = str(result) or type(result).__name__
             rows[cell.instance_name] = failed_row(cell.instance_name, reason)
