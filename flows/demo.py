@@ -5,7 +5,8 @@
 1. Starts a local Ionworks sandbox (``demo-output/sandbox``) and a Prefect server (the ephemeral one, unless
    PREFECT_API_URL points at a running server).
 2. Simulates a cell ageing across three reference performance tests (RPTs) with PyBaMM from hidden "true"
-   parameters: each RPT is a 1C and a 0.5C discharge with 1 mV noise, written as a BioLogic export and a CSV
+   parameters (loss of lithium inventory and of active material in both electrodes, a contact resistance): each
+   RPT is a rest, then a 1C and a 0.5C discharge with 1 mV noise, written as a BioLogic export and a CSV
    (``demo-output/cycler-files/rpt-<n>``).
 3. Night by night: uploads an RPT with the ``ingest-cycler-data`` flow (tagged ``rpt:<label>`` and
    ``efc:<cycles>``) and refits it with the ``nightly-refit`` flow, which fits only the new test.
@@ -30,13 +31,21 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-DN = "Negative particle diffusivity [m2.s-1]"
-DP = "Positive particle diffusivity [m2.s-1]"
-#: The hidden truth of each RPT: (label, equivalent full cycles, parameters). Chen2020 starts at 3.3e-14/4.0e-15.
+CN0 = "Initial concentration in negative electrode [mol.m-3]"
+EPS_N = "Negative electrode active material volume fraction"
+EPS_P = "Positive electrode active material volume fraction"
+R_CONTACT = "Contact resistance [Ohm]"
+#: The degradation modes the demo shows, with short names: lithium inventory and active material per electrode.
+MODES = ((CN0, "LLI: initial negative concentration [mol.m-3]"), (EPS_N, "LAM-: negative active fraction [-]"),
+         (EPS_P, "LAM+: positive active fraction [-]"), (R_CONTACT, "Contact resistance [Ohm]"))
+FRESH = {CN0: 29866.0, EPS_N: 0.75, EPS_P: 0.665, R_CONTACT: 0.01}
+#: The hidden truth of each RPT: (label, equivalent full cycles, parameters). RPT 1 has lost 2 % of its lithium
+#: (below the 5 % drift threshold); RPT 2 7 % of its lithium, 6 % of its negative and 5 % of its positive active
+#: material.
 AGEING = (
-    ("RPT 0", 0, {DN: 5.0e-14, DP: 7.0e-15}),
-    ("RPT 1", 150, {DN: 4.85e-14, DP: 6.9e-15}),
-    ("RPT 2", 300, {DN: 4.2e-14, DP: 6.5e-15}),
+    ("RPT 0", 0, FRESH),
+    ("RPT 1", 150, {**FRESH, CN0: FRESH[CN0] * 0.98}),
+    ("RPT 2", 300, {**FRESH, CN0: FRESH[CN0] * 0.93, EPS_N: FRESH[EPS_N] * 0.94, EPS_P: FRESH[EPS_P] * 0.95}),
 )
 DAYS_PER_RPT = 30
 FIRST_TEST = datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc)
@@ -64,8 +73,9 @@ def simulate_rpt(truth: dict[str, float], directory: Path, seed: int) -> list[Pa
 
     directory.mkdir(parents=True, exist_ok=True)
     one_c, half_c = directory / f"{directory.name}-1C.mpt", directory / f"{directory.name}-0.5C.csv"
-    write_biologic_mpt(synthetic_discharge(truth, c_rates=(1.0,), noise_v=0.001, seed=seed), one_c)
-    synthetic_discharge(truth, c_rates=(0.5,), noise_v=0.001, seed=seed + 1, period_s=20.0).write_csv(half_c)
+    options = {"model_options": {"contact resistance": "true"}, "rest_first_s": 600.0, "noise_v": 0.001}
+    write_biologic_mpt(synthetic_discharge(truth, c_rates=(1.0,), seed=seed, **options), one_c)
+    synthetic_discharge(truth, c_rates=(0.5,), seed=seed + 1, period_s=20.0, **options).write_csv(half_c)
     return [one_c, half_c]
 
 
@@ -79,23 +89,23 @@ def _warm_up_prefect() -> None:
 
 def _trajectory(console: Console, history: pl.DataFrame, verdicts: list[str]) -> None:
     table = Table(title=f"Trajectory of {CELL['specification']}/{CELL['instance']} (one row per test)")
-    for column in ("Test", "Date", "EFC", "Dn [m2.s-1]", "Dp [m2.s-1]", "Worst RMSE", "Verdict"):
+    for column in ("Test", "Date", "EFC", *(label.split(":")[0] for _, label in MODES), "Worst RMSE", "Verdict"):
         table.add_column(escape(column), justify="left" if column in ("Test", "Verdict") else "right")
     for row, verdict in zip(history.iter_rows(named=True), verdicts, strict=True):
         table.add_row(row["test"], f"{row['tested_at']:%Y-%m-%d}", f"{row['equivalent_full_cycles']:g}",
-                      f"{row[DN]:.4g}", f"{row[DP]:.4g}", f"{row['rmse_mv']:.2f} mV", verdict)
+                      *(f"{row[name]:.4g}" for name, _ in MODES), f"{row['rmse_mv']:.1f} mV", verdict)
     console.print(table)
 
 
 def _baseline_vs_latest(console: Console, history: pl.DataFrame) -> None:
     table = Table(title="First test to newest: fitted change against the hidden truth")
-    for column in ("Parameter", "RPT 0 fitted", "Newest fitted", "Fitted change", "True change", "Newest error"):
+    for column in ("Parameter", "RPT 0 fitted", "Newest fitted", "Fitted change", "True change"):
         table.add_column(column, justify="left" if column == "Parameter" else "right")
     first, last = history.row(0, named=True), history.row(-1, named=True)
     truth_first, truth_last = AGEING[0][2], AGEING[-1][2]
-    for name, short in ((DN, "Dn [m2.s-1]"), (DP, "Dp [m2.s-1]")):
-        table.add_row(escape(short), f"{first[name]:.4g}", f"{last[name]:.4g}", f"{last[name] / first[name] - 1:+.1%}",
-                      f"{truth_last[name] / truth_first[name] - 1:+.1%}", f"{last[name] / truth_last[name] - 1:+.2%}")
+    for name, label in MODES:
+        table.add_row(escape(label), f"{first[name]:.4g}", f"{last[name]:.4g}", f"{last[name] / first[name] - 1:+.1%}",
+                      f"{truth_last[name] / truth_first[name] - 1:+.1%}")
     console.print(table)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import httpx
 from prefect import task
@@ -43,7 +43,7 @@ from .reports import (
 )
 from .results import PublishedArtifacts
 from .retries import ionworks_task
-from .verdicts import FitVerdict, assess_fit
+from .verdicts import FitVerdict
 
 
 def artifact_key(cell: str) -> str:
@@ -163,6 +163,7 @@ def publish_parameter_set(
     history: Sequence[FittedParameterSet] = (),
     drift_threshold: float = 0.05,
     rmse_threshold_mv: float = 20.0,
+    drift_thresholds: Optional[dict[str, float]] = None,
     image_dir: str | Path | None = None,
     plot: bool = True,
 ) -> PublishedArtifacts:
@@ -174,6 +175,7 @@ def publish_parameter_set(
         history: The cell's earlier fits, oldest first (the first is the baseline); empty for a first fit.
         drift_threshold: Relative change against the baseline or the previous fit that flags a parameter.
         rmse_threshold_mv: Worst objective RMSE (mV) above which the fit is flagged as degraded.
+        drift_thresholds: Per-parameter thresholds replacing ``drift_threshold``.
         image_dir: Also write the fit plot there as a PNG file.
         plot: Render the fit plot (reads the fit's series from Ionworks).
 
@@ -196,8 +198,10 @@ def publish_parameter_set(
     """
     client = resolve_credentials(credentials).get_client()
     sets = [*history, parameter_set]
-    verdicts = history_verdicts(sets, drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
-    verdict = assess_fit(sets, drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+    rules = {"drift_threshold": drift_threshold, "rmse_threshold_mv": rmse_threshold_mv,
+             "drift_thresholds": drift_thresholds}
+    verdicts = history_verdicts(sets, **rules)
+    verdict = verdicts[-1]
     key = artifact_key(parameter_set.cell or parameter_set.pipeline_id)
     link = call("pipeline link", client.urls.pipeline, parameter_set.pipeline_id)
     png = _fit_png(client, parameter_set) if plot else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .parameter_sets import FittedParameter, FittedParameterSet
@@ -120,10 +120,11 @@ def trend_text(verdict: FitVerdict) -> str:
                       for c in verdict.changes if c.change_per_30_days is not None)
 
 
-def history_verdicts(history: Sequence[FittedParameterSet], *, drift_threshold: float,
-                     rmse_threshold_mv: float) -> list[FitVerdict]:
+def history_verdicts(history: Sequence[FittedParameterSet], *, drift_threshold: float, rmse_threshold_mv: float,
+                     drift_thresholds: Mapping[str, float] | None = None) -> list[FitVerdict]:
     """The verdict of every fit in a history (oldest first), each against the fits before it."""
-    return [assess_fit(history[: i + 1], drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+    return [assess_fit(history[: i + 1], drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv,
+                       drift_thresholds=drift_thresholds)
             for i in range(len(history))]
 
 

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -53,6 +53,8 @@ class FitVerdict(BaseModel):
     worst_rmse_mv: Optional[float]
     rmse_threshold_mv: float
     drift_threshold: float
+    drift_thresholds: dict[str, float] = Field(default_factory=dict,
+                                               description="Per-parameter thresholds that replace drift_threshold.")
     changes: list[ParameterChange]
     degraded: bool = Field(description="The worst objective's RMSE is above the threshold.")
     drifted: list[str] = Field(description="Parameters whose change against baseline or previous passed the threshold.")
@@ -75,6 +77,7 @@ class FitVerdict(BaseModel):
             "change_vs_previous": {c.parameter: c.change_vs_previous for c in self.changes},
             "change_per_30_days": {c.parameter: c.change_per_30_days for c in self.changes},
             "drifted": self.drifted, "drift_threshold": self.drift_threshold,
+            "drift_thresholds": self.drift_thresholds,
             "rmse_mv": self.rmse_mv, "worst_rmse_mv": self.worst_rmse_mv, "rmse_threshold_mv": self.rmse_threshold_mv,
         }
 
@@ -108,10 +111,11 @@ def _trend(sets: Sequence[FittedParameterSet], name: str, baseline: float | None
 
 
 def assess_fit(sets: Sequence[FittedParameterSet], *, drift_threshold: float = 0.05,
-               rmse_threshold_mv: float = 20.0) -> FitVerdict:
+               rmse_threshold_mv: float = 20.0, drift_thresholds: Mapping[str, float] | None = None) -> FitVerdict:
     """Assess the last of ``sets`` (a cell's fits, oldest test first) against the first and the one before it.
 
-    Curve knots (an adapted OCP's values) shape the model but are not followed for drift.
+    Curve knots (an adapted OCP's values) shape the model but are not followed for drift. ``drift_thresholds``
+    gives parameters their own threshold (e.g. the looser one a discharge pins a diffusivity down to).
 
     Example:
         >>> assess_fit([rpt0, rpt1, rpt2], drift_threshold=0.05).drifted
@@ -132,10 +136,13 @@ def assess_fit(sets: Sequence[FittedParameterSet], *, drift_threshold: float = 0
             change_per_30_days=None if per_day is None else per_day * DAYS_PER_TREND,
             change_per_efc=_trend(sets, name, baseline, "efc"),
         ))
+    limits = dict(drift_thresholds or {})
     drifted = [c.parameter for c in changes
-               if any(r is not None and abs(r) > drift_threshold for r in (c.change_vs_baseline, c.change_vs_previous))]
+               if any(r is not None and abs(r) > limits.get(c.parameter, drift_threshold)
+                      for r in (c.change_vs_baseline, c.change_vs_previous))]
     worst = max(latest.rmse_mv.values()) if latest.rmse_mv else None
     return FitVerdict(cell=latest.cell, test=latest.test, pipeline_id=latest.pipeline_id, baseline_test=first.test,
                       previous_test=previous.test if previous else None, rmse_mv=dict(latest.rmse_mv),
                       worst_rmse_mv=worst, rmse_threshold_mv=rmse_threshold_mv, drift_threshold=drift_threshold,
+                      drift_thresholds=limits,
                       changes=changes, degraded=worst is not None and worst > rmse_threshold_mv, drifted=drifted)

@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
 from ionworks_prefect import CellTarget, upload_measurement
-from ionworks_prefect.flows.nightly_refit import DN
+from ionworks_prefect.refit_pipeline import DN
 
 from .live_prefect import ROOT, LivePrefect
 from .measurement_frames import unique

@@ -12,7 +12,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 
 from ionworks_prefect import CellTarget, upload_measurement
 from ionworks_prefect.flows.fleet_refit import FleetRefitFailed, fleet_refit
-from ionworks_prefect.flows.nightly_refit import DN, FitRange
+from ionworks_prefect.refit_pipeline import DN, FitRange
 from ionworks_prefect.settings import IonworksSettings
 
 from .measurement_frames import unique

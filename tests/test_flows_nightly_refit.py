@@ -25,14 +25,12 @@ from ionworks_prefect import (
 from ionworks_prefect.artifacts import artifact_key
 from ionworks_prefect.cell_tests import MeasurementRef
 from ionworks_prefect.events import slug
-from ionworks_prefect.flows.nightly_refit import (
+from ionworks_prefect.flows.nightly_refit import JOINT_TEST, NoMeasurements, nightly_refit
+from ionworks_prefect.refit_pipeline import (
     DN,
     EACH_MEASUREMENT,
-    JOINT_TEST,
     FitRange,
-    NoMeasurements,
     parameter_fit_pipeline,
-    nightly_refit,
     pipeline_from_file,
     with_validation,
 )

@@ -19,8 +19,9 @@ TESTS = [
 
 def test_balance_uses_the_lowest_rate_test_and_kinetics_every_test():
     elements = ageing_refit_pipeline(TESTS)["elements"]
-    assert list(elements) == ["ocp", "balance", "ocp_shape", "kinetics"]
+    assert list(elements) == ["ocp", "balance", "ocp_shape", "balance_on_ocp", "kinetics"]
     assert list(elements["balance"]["objectives"]) == list(elements["ocp_shape"]["objectives"]) == ["C/10"]
+    assert elements["balance_on_ocp"] == elements["balance"]  # the window again, on the fitted curve
     assert elements["balance"]["objectives"]["C/10"]["data"] == "db:m-c10"
     assert sorted(elements["kinetics"]["objectives"]) == ["1C", "C/10", "C/2"]
     fitted = [name for element in ("balance", "ocp_shape", "kinetics") for name in elements[element]["parameters"]]
@@ -29,6 +30,13 @@ def test_balance_uses_the_lowest_rate_test_and_kinetics_every_test():
         for name, spec in elements[element]["parameters"].items():
             low, high = spec["bounds"]
             assert low <= spec["initial_value"] <= high, name
+
+
+def test_later_tests_hold_the_first_tests_ocp():
+    knots = {name: 4.0 for name in FITTED_PARAMETERS if " at Stoichiometry " in name}
+    elements = ageing_refit_pipeline(TESTS, ocp_knots=knots)["elements"]
+    assert list(elements) == ["ocp_knots", "ocp", "balance", "kinetics"]
+    assert elements["ocp_knots"]["values"] == knots
 
 
 def test_base_ocps_can_be_kept():

@@ -30,7 +30,8 @@ from ionworks_prefect.exceptions import IonworksPrefectError
 from ionworks_prefect.fleet import ensure_fleet_limits, failed_row, fleet_row, publish_fleet_summary
 from ionworks_prefect.settings import IonworksSettings
 
-from .nightly_refit import CellRefit, FitRange, nightly_refit
+from ..refit_pipeline import FitRange
+from .nightly_refit import CellRefit, nightly_refit
 
 
 class FleetRefitFailed(IonworksPrefectError):
@@ -70,6 +71,7 @@ async def fleet_refit(
     pipeline_file: Optional[str] = None,
     model: str = "SPMe",
     drift_threshold: float = 0.05,
+    drift_thresholds: Optional[dict[str, float]] = None,
     rmse_threshold_mv: float = 20.0,
     credentials: Optional[str] = None,
     max_wait_seconds: float = 3600.0,
@@ -82,6 +84,7 @@ async def fleet_refit(
         pipeline_file: A YAML/JSON pipeline instead (passed to each cell's refit).
         model: The model of the default refit.
         drift_threshold: Relative change that flags a parameter.
+        drift_thresholds: Per-parameter thresholds replacing it (see :func:`nightly_refit`).
         rmse_threshold_mv: Worst objective RMSE (mV) that flags a fit as degraded.
         credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
         max_wait_seconds: How long each cell's refit waits for each pipeline.
@@ -118,7 +121,8 @@ async def fleet_refit(
                 state = await nightly_refit(
                     cell={"specification": cell.specification_name, "instance": cell.instance_name},
                     parameters=parameters, pipeline_file=pipeline_file, model=model,
-                    drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv, credentials=credentials,
+                    drift_threshold=drift_threshold, drift_thresholds=drift_thresholds,
+                    rmse_threshold_mv=rmse_threshold_mv, credentials=credentials,
                     max_wait_seconds=max_wait_seconds, fleet_summary=False, rate_limit=api_limit,
                     return_state=True)
         return cell, await state.aresult(raise_on_failure=False)

@@ -22,13 +22,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import ionworks_schema as iws
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -42,45 +39,37 @@ from ionworks_prefect import (
     publish_parameter_set,
     run_pipeline,
 )
+from ionworks_prefect._calls import acall
 from ionworks_prefect.artifacts import publish_unchanged
 from ionworks_prefect.cell_tests import (
     CellIdentity,
     CellTest,
-    MeasurementRef,
     cell_label,
     gather_cell_tests,
     identify_cell,
 )
-from ionworks_prefect._calls import acall
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.events import emit_fit_verdict, slug
-from ionworks_prefect.refit_pipeline import ageing_refit_pipeline, describe_refit_data
-from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
 from ionworks_prefect.fleet import fleet_row, publish_fleet_summary
+from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
+from ionworks_prefect.pipelines import read_result
+from ionworks_prefect.refit_pipeline import (
+    KINETIC_DRIFT_THRESHOLDS,
+    FitRange,
+    ageing_refit_pipeline,
+    describe_refit_data,
+    objective_names,
+    parameter_fit_pipeline,
+    pipeline_from_file,
+    refit_recipe,
+    with_validation,
+)
 from ionworks_prefect.retries import ionworks_task, rate_limited
 from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
-DN = "Negative particle diffusivity [m2.s-1]"
-DP = "Positive particle diffusivity [m2.s-1]"
-#: Objective key in a pipeline file that stands for "one objective per measurement".
-EACH_MEASUREMENT = "*"
-VALIDATION_ELEMENT = "validate"
 JOINT_TEST = "all tests (joint fit)"
 
 
-class FitRange(BaseModel):
-    """Start value and search bounds of one fitted parameter.
-
-    Example:
-        >>> FitRange(initial_value=3.3e-14, bounds=(1e-14, 1e-13))
-    """
-
-    initial_value: float
-    bounds: tuple[float, float]
-
-
-#: The default pipeline's name in fit keys: a new version refits every test once.
-DEFAULT_REFIT = "ageing refit 1"
 
 
 class NoMeasurements(IonworksPrefectError):
@@ -101,96 +90,14 @@ class CellRefit(BaseModel):
     tests: int = Field(description="Fitted tests in the cell's history.")
 
 
-def _objective_names(measurements: list[MeasurementRef]) -> list[str]:
-    names = [m.name for m in measurements]
-    return [m.name if names.count(m.name) == 1 else f"{m.name} ({m.id[:8]})" for m in measurements]
-
-
-def parameter_fit_pipeline(measurements: list[MeasurementRef], parameters: dict[str, FitRange], model: str) -> dict:
-    """A fit of ``parameters`` on ``model``: one CurrentDriven objective per measurement, differential evolution,
-    RMSE in volts.
-
-    Example:
-        >>> config = parameter_fit_pipeline(refs, {DN: FitRange(initial_value=3e-14, bounds=(1e-14, 1e-13))}, "SPMe")
-        >>> config["elements"]["fit"]["cost"]
-        {'normalization': 'identity', 'type': 'RMSE'}
-    """
-    objectives = {
-        name: iws.objectives.CurrentDriven(data_input=f"db:{m.id}", options={"model": {"type": model}})
-        for name, m in zip(_objective_names(measurements), measurements, strict=False)
-    }
-    fitted = {name: iws.Parameter(name, initial_value=r.initial_value, bounds=tuple(r.bounds))
-              for name, r in parameters.items()}
-    fit = iws.DataFit(objectives=objectives, parameters=fitted, cost=iws.costs.RMSE(normalization="identity"),
-                      optimizer=iws.optimizers.DifferentialEvolution())
-    return iws.Pipeline({"fit": fit}).to_config()
-
-
-def pipeline_from_file(path: str | Path, measurements: list[MeasurementRef]) -> dict:
-    """A pipeline config read from YAML or JSON; an objective keyed ``"*"`` becomes one per measurement.
-
-    The ``"*"`` objective is a template: each copy is named after a measurement and reads it as ``db:<id>``.
-
-    Example:
-        >>> pipeline_from_file("pipelines/refit-dn.yaml", refs)["elements"]["fit"]["objectives"].keys()
-    """
-    config = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
-    if not isinstance(config, dict):
-        raise ParameterSetError(f"Pipeline file {path} must hold a mapping with 'elements'")
-    for element in (config.get("elements") or {}).values():
-        objectives = element.get("objectives") if isinstance(element, dict) else None
-        if isinstance(objectives, dict) and EACH_MEASUREMENT in objectives:
-            template = objectives.pop(EACH_MEASUREMENT)
-            for name, m in zip(_objective_names(measurements), measurements, strict=False):
-                objectives[name] = {**template, "data": f"db:{m.id}"}
-    return config
-
-
-def with_validation(config: dict) -> dict:
-    """The config with a final ``validation`` element over every data-fit objective (RMSE per objective, V).
-
-    A config that already has a validation element is returned unchanged. The validation's ``summary_stats``
-    give each objective's RMSE in the fitted set (``FittedParameterSet.rmse_mv``).
-
-    Example:
-        >>> list(with_validation(parameter_fit_pipeline(refs, dn_only, "SPMe"))["elements"])
-        ['fit', 'validate']
-    """
-    elements = config.get("elements") or {}
-    if any(isinstance(e, dict) and e.get("element_type") == "validation" for e in elements.values()):
-        return config
-    objectives: dict[str, Any] = {}
-    for element in elements.values():
-        if isinstance(element, dict) and element.get("element_type") == "data_fit":
-            objectives.update(element.get("objectives") or {})
-    if not objectives:
-        return config
-    validation = {"element_type": "validation", "objectives": objectives,
-                  "summary_stats": [iws.costs.RMSE(normalization="identity").to_config()]}
-    return {**config, "elements": {**elements, VALIDATION_ELEMENT: validation}}
-
-
-def refit_recipe(parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str], model: str) -> dict:
-    """What decides a test's pipeline besides its data; a different recipe refits every test.
-
-    Example:
-        >>> refit_recipe(None, None, "SPMe")
-        {'default': 'ageing refit 1', 'model': 'SPMe'}
-    """
-    if pipeline_file:
-        return {"pipeline_file": hashlib.sha256(Path(pipeline_file).read_bytes()).hexdigest()}
-    if parameters:
-        return {"parameters": {k: FitRange.model_validate(v).model_dump(mode="json") for k, v in parameters.items()},
-                "model": model}
-    return {"default": DEFAULT_REFIT, "model": model}
-
-
 @ionworks_task(name="Build refit pipeline", description="The pipeline one test is fitted with.")
 async def build_refit_pipeline(test: CellTest, parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str],
-                               model: str, credentials: Optional[str] = None) -> dict:
+                               model: str, ocp_knots: Optional[dict[str, float]] = None,
+                               credentials: Optional[str] = None) -> dict:
     """The pipeline for one test: a pipeline file, the given parameters, or the default ageing refit
-    (:func:`ageing_refit_pipeline`, which reads each measurement's steps to find the lowest-rate one); with a
-    final validation element for the RMSE per objective."""
+    (:func:`ageing_refit_pipeline`, which reads each measurement's steps to find the lowest-rate one; with
+    ``ocp_knots`` it holds that OCP instead of fitting one); with a final validation element for the RMSE per
+    objective."""
     if pipeline_file:
         config = pipeline_from_file(pipeline_file, test.measurements)
     elif parameters:
@@ -198,9 +105,9 @@ async def build_refit_pipeline(test: CellTest, parameters: Optional[dict[str, Fi
     else:
         client = resolve_credentials(credentials).get_client()
         data = await asyncio.gather(*(acall("read measurement steps", describe_refit_data, client, m.id, name)
-                                      for name, m in zip(_objective_names(test.measurements), test.measurements,
+                                      for name, m in zip(objective_names(test.measurements), test.measurements,
                                                          strict=True)))
-        config = await asyncio.to_thread(ageing_refit_pipeline, data, model=model)
+        config = await asyncio.to_thread(ageing_refit_pipeline, data, model=model, ocp_knots=ocp_knots)
     return with_validation(config)
 
 
@@ -229,15 +136,21 @@ def fitted_history(cell_instance_id: str, label: str, known: dict[str, FittedPar
     return read_fitted_sets(client, latest_per_test(list_fit_records(client, cell_instance_id)), label, known)
 
 
+@ionworks_task(name="Read fitted set", description="One finished refit pipeline's fitted parameter set.")
+def read_fitted_set(pipeline_id: str, label: str, credentials: Optional[str] = None) -> FittedParameterSet:
+    """The fitted set of one refit pipeline."""
+    client = resolve_credentials(credentials).get_client()
+    return FittedParameterSet.from_pipeline_result(read_result(client, pipeline_id), cell=label)
+
+
 @task(name="Judge fits", cache_policy=NO_CACHE)
 def judge_fits(history: list[FittedParameterSet], new_pipeline_ids: list[str], cell_instance_id: str,
-               drift_threshold: float, rmse_threshold_mv: float) -> list[FitVerdict]:
+               rules: dict[str, Any]) -> list[FitVerdict]:
     """A verdict for each new fit against the history before it; emits the degraded and drifted events."""
     verdicts = []
     for index, fitted in enumerate(history):
         if fitted.pipeline_id in new_pipeline_ids:
-            verdict = assess_fit(history[: index + 1], drift_threshold=drift_threshold,
-                                 rmse_threshold_mv=rmse_threshold_mv)
+            verdict = assess_fit(history[: index + 1], **rules)
             emit_fit_verdict(cell_instance_id, verdict)
             verdicts.append(verdict)
     return verdicts
@@ -283,6 +196,50 @@ async def _fit(test: CellTest, recipe: dict, build: dict[str, Any], label: str, 
                                                    equivalent_full_cycles=test.equivalent_full_cycles)
 
 
+async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, str], build: dict[str, Any], label: str,
+                         credentials: Optional[str], max_wait_seconds: float
+                         ) -> tuple[dict[str, FittedParameterSet], list[str], int]:
+    """Fit the tests without a fit of their current key; returns the new sets, the failures and how many were due.
+
+    With the default refit, the first test fits the electrode OCP and every later test holds it (its key names
+    the first test's pipeline), so their balances are measured against the same curve: the first test is fitted
+    first when it is new.
+    """
+    fitted: dict[str, FittedParameterSet] = {}
+    failures: list[str] = []
+
+    async def attempt(batch: list[CellTest], batch_recipe: dict, ocp_knots: Optional[dict[str, float]]) -> None:
+        outcomes = await asyncio.gather(*(_fit(t, batch_recipe, {**build, "ocp_knots": ocp_knots}, label, credentials,
+                                               max_wait_seconds) for t in batch), return_exceptions=True)
+        for test, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, FittedParameterSet):
+                fitted[outcome.pipeline_id] = outcome
+            else:
+                failures.append(f"{test.label}: {outcome}")
+
+    if "default" not in recipe or len(tests) == 1:
+        todo = [t for t in tests if fit_key(t, recipe) not in done]
+        await attempt(todo, recipe, None)
+        return fitted, failures, len(todo)
+    first, later = tests[0], tests[1:]
+    baseline_id = done.get(fit_key(first, recipe))
+    due = 0
+    if baseline_id is None:
+        due += 1
+        await attempt([first], recipe, None)
+        baseline_id = next(iter(fitted), None)
+    if baseline_id is None:
+        failures += [f"{t.label}: not fitted, it holds the OCP of {first.label}, which could not be fitted"
+                     for t in later]
+        return fitted, failures, due + len(later)
+    later_recipe = {**recipe, "ocp_from": baseline_id}
+    later_todo = [t for t in later if fit_key(t, later_recipe) not in done]
+    if later_todo:
+        baseline = fitted.get(baseline_id) or read_fitted_set(baseline_id, label, credentials)
+        await attempt(later_todo, later_recipe, {p.name: p.value for p in baseline.parameters if p.curve})
+    return fitted, failures, due + len(later_todo)
+
+
 @flow(name="nightly-refit", flow_run_name=_run_name,
       description="Fit each new reference performance test of a cell; judge it; publish the cell's trajectory.")
 async def nightly_refit(
@@ -292,6 +249,7 @@ async def nightly_refit(
     model: str = "SPMe",
     joint: bool = False,
     drift_threshold: float = 0.05,
+    drift_thresholds: Optional[dict[str, float]] = None,
     rmse_threshold_mv: float = 20.0,
     output_dir: Optional[str] = None,
     credentials: Optional[str] = None,
@@ -308,6 +266,8 @@ async def nightly_refit(
         model: The model of the default refit's objectives (``SPM``, ``SPMe``, ``DFN``).
         joint: Fit all of the cell's measurements together into one set, instead of one set per test.
         drift_threshold: Relative change (against the first or the previous test) that flags a parameter.
+        drift_thresholds: Per-parameter thresholds replacing it; the default refit starts from
+            ``KINETIC_DRIFT_THRESHOLDS`` (25 % for the contact resistance and the diffusivities).
         rmse_threshold_mv: Worst objective RMSE (mV) above which a fit is flagged as degraded.
         output_dir: Also write the newest set as JSON and BPX, and the fit plot, there.
         credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
@@ -350,28 +310,23 @@ async def nightly_refit(
             raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
         if joint:
             tests = [joint_test(tests)]
-        recipe = refit_recipe(parameters, pipeline_file, model)
-        done = fitted_keys(identity.instance_id, credentials)
-        todo = [t for t in tests if fit_key(t, recipe) not in done]
-        if todo:
-            logger.info("Refitting %d new test(s) of %s: %s", len(todo), label, ", ".join(t.label for t in todo))
-        else:
-            logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
         build = {"parameters": parameters, "pipeline_file": pipeline_file, "model": model}
-        outcomes = await asyncio.gather(*(_fit(t, recipe, build, label, credentials, max_wait_seconds) for t in todo),
-                                        return_exceptions=True)
-        fitted = {s.pipeline_id: s for s in outcomes if isinstance(s, FittedParameterSet)}
-        failures = [f"{t.label}: {s}" for t, s in zip(todo, outcomes, strict=True) if isinstance(s, BaseException)]
+        fitted, failures, due = await _fit_new_tests(tests, refit_recipe(parameters, pipeline_file, model),
+                                                     fitted_keys(identity.instance_id, credentials), build, label,
+                                                     credentials, max_wait_seconds)
+        logger.info("%s: %d new fit(s), %d failed, of %d test(s)%s", label, len(fitted), len(failures), len(tests),
+                    "" if due else "; nothing submitted")
         history = fitted_history(identity.instance_id, label, fitted, credentials)
         if not history:
             raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
-        judged = judge_fits(history, list(fitted), identity.instance_id, drift_threshold, rmse_threshold_mv)
+        default_limits = KINETIC_DRIFT_THRESHOLDS if not (parameters or pipeline_file) else {}
+        rules = {"drift_threshold": drift_threshold, "rmse_threshold_mv": rmse_threshold_mv,
+                 "drift_thresholds": {**default_limits, **(drift_thresholds or {})}}
+        judged = judge_fits(history, list(fitted), identity.instance_id, rules)
         newest = history[-1]
-        verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(
-            history, drift_threshold=drift_threshold, rmse_threshold_mv=rmse_threshold_mv)
+        verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(history, **rules)
         if fitted:
-            publish_parameter_set(newest, credentials, history=history[:-1], drift_threshold=drift_threshold,
-                                  rmse_threshold_mv=rmse_threshold_mv, image_dir=output_dir)
+            publish_parameter_set(newest, credentials, history=history[:-1], image_dir=output_dir, **rules)
             if output_dir:
                 write_parameter_files(newest, output_dir, model)
         else:
@@ -380,6 +335,6 @@ async def nightly_refit(
             publish_fleet_summary(identity.specification_name,
                                   {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
     if failures:
-        raise RefitFailed(f"{len(failures)} of {len(todo)} test(s) of {label} could not be fitted: "
+        raise RefitFailed(f"{len(failures)} of {due} test(s) of {label} could not be fitted: "
                           + "; ".join(failures))
     return CellRefit(cell=identity, fitted=newest, verdict=verdict, new_fits=len(fitted), tests=len(history))

@@ -28,6 +28,8 @@ def synthetic_discharge(
     noise_v: float = 0.001,
     seed: int = 0,
     period_s: float = 10.0,
+    model_options: Mapping[str, str] | None = None,
+    rest_first_s: float = 0.0,
 ) -> pl.DataFrame:
     """Simulate constant-current discharges and return them as an Ionworks-valid time series.
 
@@ -46,6 +48,8 @@ def synthetic_discharge(
         noise_v: standard deviation of the voltage noise, in volts (0 for none).
         seed: seed of the noise.
         period_s: sampling period, in seconds.
+        model_options: PyBaMM model options, e.g. ``{"contact resistance": "true"}``.
+        rest_first_s: a rest before the first discharge, in seconds (0: none), as a cycler logs before a test.
 
     Example:
         >>> synthetic_discharge({}, c_rates=(1.0, 0.5), period_s=20.0)["Step count"].unique().to_list()
@@ -59,13 +63,14 @@ def synthetic_discharge(
         raise ValueError("period_s must be positive")
     values = parameter_values(dict(parameters))
     v_min = values["Lower voltage cut-off [V]"]
-    steps: list[str] = []
+    steps: list[str] = [f"Rest for {rest_first_s:g} seconds"] if rest_first_s > 0 else []
     for index, rate in enumerate(c_rates):
         if index:
             steps.append(f"Rest for {REST_S:g} seconds")
         steps.append(f"Discharge at {rate:g}C until {v_min:g} V")
     experiment = pybamm.Experiment(steps, period=f"{period_s:g} seconds")
-    sim = pybamm.Simulation(MODEL_CLASSES[model](), parameter_values=values, experiment=experiment)
+    sim = pybamm.Simulation(MODEL_CLASSES[model](dict(model_options or {})), parameter_values=values,
+                            experiment=experiment)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         solution = sim.solve()
