@@ -26,7 +26,8 @@ from .exceptions import (
     SimulationFailed,
     WaitTimedOut,
 )
-from .measurement_data import read_measurement_file
+from .cycler_files import UnsupportedCyclerFile, detect_format, read_measurement_file
+from .measurement_checks import MeasurementSanityError
 from .measurements import CellTarget, upload_measurement
 from .parameter_sets import FittedParameter, FittedParameterSet
 from .pipeline_config import prepare_pipeline
@@ -77,6 +78,7 @@ __all__ = [
     "PollSchedule",
     "prepare_pipeline",
     "read_measurement_file",
+    "detect_format",
     "ionworks_task",
     "retry_on_transient_error",
     # results
@@ -98,6 +100,8 @@ __all__ = [
     "IonworksNotFound",
     "IonworksTransientError",
     "InvalidMeasurementError",
+    "MeasurementSanityError",
+    "UnsupportedCyclerFile",
     "InvalidPipelineConfig",
     "InvalidSimulationConfig",
     "MeasurementNameTaken",

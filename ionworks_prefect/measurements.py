@@ -21,7 +21,9 @@ from .exceptions import (
     MeasurementNameTaken,
     MeasurementProcessingFailed,
 )
-from .measurement_data import MeasurementData, as_polars, check_measurement, frame_digest, load_measurement, step_count
+from .cycler_files import ReaderChoice
+from .measurement_checks import check_measurement
+from .measurement_data import MeasurementData, as_polars, frame_digest, load_measurement, select_cycles, step_count
 from .results import UploadedMeasurement
 from .retries import ionworks_task
 from .waiting import PollSchedule
@@ -29,6 +31,8 @@ from .waiting import PollSchedule
 #: Tag holding the content digest of an uploaded time series; how re-uploads recognise identical data.
 DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
+#: Polls for server-side processing: soon after confirm (most uploads are ready within a second), then backing off.
+PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=2.0)
 
 
 class CellTarget(BaseModel):
@@ -86,7 +90,7 @@ def _delete(client: Ionworks, measurement_id: str) -> None:
 def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     """Wait for server-side step processing; on failure or timeout delete the measurement and raise."""
     deadline = time.monotonic() + timeout
-    for delay in PollSchedule().delays():
+    for delay in PROCESSING_POLLS.delays():
         record = call("get measurement", client.cell_measurement.get, measurement_id)
         status = record.processing_status
         if status in (None, "ready"):
@@ -105,6 +109,25 @@ def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     )
 
 
+def _checked_data_type(frame: pl.DataFrame, data_type: str | None) -> str | None:
+    """The ``data_type`` hint for ``cell_measurement.create``, so the client does not validate the frame again.
+
+    ``create`` runs ``validate_measurement_data(time_series, data_type=...)`` before it uploads anything;
+    :func:`check_measurement` has just run that same function, with the same arguments, on this very frame
+    (plus the sanity checks). For cycler data (``data_type=None``) the client is therefore given the hint
+    ``"ocp"``, which routes its validation to the structural subset (a ``Voltage [V]`` column, a sequential
+    ``Step count``), both of which the full rules already passed, instead of repeating the per-step sign
+    fits and the time and cumulative checks, the most expensive work of an upload. ``data_type`` is a
+    client-side routing hint only: ``create`` strips it from the metadata it sends (ionworks-api 0.38
+    ``cell_measurement.create``), so nothing stored changes. Without a voltage column the OCP subset would
+    refuse a frame the full rules accept, so the client then validates as it always does; OCP and EIS
+    uploads keep their own hint, whose checks are structural and cheap.
+    """
+    if data_type is None and "Voltage [V]" in frame.columns:
+        return "ocp"
+    return data_type
+
+
 def store_measurement(
     client: Ionworks,
     data: MeasurementData,
@@ -116,7 +139,11 @@ def store_measurement(
     tags: Iterable[str] = (),
     data_type: str | None = None,
     force: bool = False,
-    reader: str | None = None,
+    reader: ReaderChoice = None,
+    reader_options: Optional[dict[str, Any]] = None,
+    cycles: Optional[tuple[int, int]] = None,
+    rated_capacity: Optional[float] = None,
+    voltage_window: Optional[tuple[float, float]] = None,
     processing_timeout: float = 600.0,
 ) -> UploadedMeasurement:
     """Upload one time series unless an identical one of that name already exists (see :func:`upload_measurement`).
@@ -124,12 +151,15 @@ def store_measurement(
     Example:
         >>> store_measurement(client, "rpt.csv", "1c4f...", "RPT 0")
     """
-    frame, source = load_measurement(data, reader=reader)
+    frame, source = load_measurement(data, reader=reader, options=reader_options)
     if name is None:
         if source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")
         name = Path(source).stem
-    check_measurement(frame, file=source, data_type=data_type)
+    if cycles is not None:
+        frame = select_cycles(frame, cycles, file=source)
+    check_measurement(frame, file=source, data_type=data_type, rated_capacity=rated_capacity,
+                      voltage_window=voltage_window)
     digest = frame_digest(frame)
     instance_id = resolve_cell_instance(client, cell)
 
@@ -158,9 +188,10 @@ def store_measurement(
     existing = _find_by_name(client, instance_id, name)
     if existing is not None and (found := reuse(existing)) is not None:
         return found
+    routed_type = _checked_data_type(frame, data_type)
     detail: dict[str, Any] = {
         "measurement": {"name": name, "tags": [_digest_tag(digest), *tags],
-                        **({"notes": notes} if notes else {}), **({"data_type": data_type} if data_type else {})},
+                        **({"notes": notes} if notes else {}), **({"data_type": routed_type} if routed_type else {})},
         "time_series": frame,
     }
     if steps is not None:
@@ -195,29 +226,63 @@ def upload_measurement(
     tags: list[str] | None = None,
     data_type: str | None = None,
     force: bool = False,
-    reader: str | None = None,
+    reader: ReaderChoice = None,
+    reader_options: Optional[dict[str, Any]] = None,
+    cycles: Optional[tuple[int, int]] = None,
+    rated_capacity: Optional[float] = None,
+    voltage_window: Optional[tuple[float, float]] = None,
     processing_timeout: float = 600.0,
 ) -> UploadedMeasurement:
     """Upload a time series as a measurement of one cell, idempotently.
 
-    ``data`` is a polars/pandas frame or a path to a cycler file (parquet and Ionworks-style CSV via polars,
-    vendor exports via ``ionworksdata``). ``cell`` is a cell instance id or a :class:`CellTarget`. The data is
-    validated with the official client's rules before anything is sent (:class:`InvalidMeasurementError`
-    names file, column and row). Re-uploading the same data under the same name returns the existing
-    measurement (``created=False``); the same name with different data raises :class:`MeasurementNameTaken`
-    unless ``force=True``, which replaces it. If the server cannot process the upload, the measurement is
-    deleted and :class:`MeasurementProcessingFailed` carries the server's reason.
+    ``data`` is a polars/pandas frame or a path to a cycler file (see :mod:`ionworks_prefect.cycler_files`
+    for the formats). The frame is checked once before anything is sent: sanity checks (finite values,
+    voltage and current ranges, time in seconds and never backwards, no duplicated columns or decimal
+    commas) and the official client's rules. Re-uploading the same data under the same name returns the
+    existing measurement (``created=False``); the same name with different data raises
+    :class:`MeasurementNameTaken` unless ``force=True``, which replaces it. If the server cannot process the
+    upload, the measurement is deleted and :class:`MeasurementProcessingFailed` carries the server's reason.
 
     Limits: identity is the digest stored as a measurement tag; measurements uploaded by other tools are
     compared by downloading their data.
 
-    Example:
+    Args:
+        data: a frame or a cycler file path.
+        cell: a cell instance id or a :class:`CellTarget` (created on first use).
+        name: the measurement name; a file's stem by default (required for frames).
+        credentials: an ``IonworksCredentials`` block, its name, or None for the ``IONWORKS_*`` variables.
+        steps: a step table to store instead of the one the server derives.
+        notes: measurement notes.
+        tags: extra measurement tags.
+        data_type: ``"ocp"`` or ``"eis"`` for those kinds of data; None for cycler data.
+        force: replace a measurement of that name holding different data.
+        reader: a reader name, or a mapping of glob pattern -> reader name; None detects the format.
+        reader_options: options for the ionworksdata reader (e.g. a Neware workbook's ``sheets``).
+        cycles: ``(first, last)`` values of ``Cycle count`` to keep (inclusive), for a file holding more tests
+            than this measurement.
+        rated_capacity: the cell's capacity in A.h: bounds the plausible current (50 C).
+        voltage_window: the cell's ``(V_min, V_max)``: bounds the plausible voltage (else 0-6 V).
+        processing_timeout: seconds to wait for the server to process the upload.
+
+    Returns:
+        The stored measurement (``.id``, ``.row_count``, ``.step_count``, ``.created``, ``.db_ref``).
+
+    Raises:
+        InvalidMeasurementError: the data failed a check (a :class:`MeasurementSanityError` names the check)
+            or could not be read (:class:`UnsupportedCyclerFile` names the format and the remedy); nothing
+            was created.
+        MeasurementNameTaken: the name holds different data and ``force`` is False.
+        MeasurementProcessingFailed: the server could not process the upload; it was removed.
+
+    Examples:
         >>> ref = upload_measurement("runs/rpt0.csv", CellTarget(specification="NMC811", instance="cell-7"))
+        >>> upload_measurement("drop/FastCharge_CH8.csv", "1c4f...", reader="arbin", voltage_window=(2.0, 3.6))
     """
     block = resolve_credentials(credentials)
     uploaded = store_measurement(
         block.get_client(), data, cell, name, steps=steps, notes=notes, tags=tags or (), data_type=data_type,
-        force=force, reader=reader, processing_timeout=processing_timeout,
+        force=force, reader=reader, reader_options=reader_options, cycles=cycles, rated_capacity=rated_capacity,
+        voltage_window=voltage_window, processing_timeout=processing_timeout,
     )
     emit_measurement_uploaded(block.api_url, uploaded)
     return uploaded
