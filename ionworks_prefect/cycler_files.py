@@ -170,7 +170,12 @@ def detect_format(path: str | Path) -> str:
     if suffix == ".mpr":
         return BIOLOGIC_MPR
     if suffix == ".parquet":
-        if STANDARD_COLUMNS <= set(pl.read_parquet_schema(file)):
+        try:
+            columns = set(pl.read_parquet_schema(file))
+        except (pl.exceptions.PolarsError, OSError):
+            raise InvalidMeasurementError("Could not read the file as parquet: it is truncated or damaged",
+                                          file=str(file)) from None
+        if STANDARD_COLUMNS <= columns:
             return IONWORKS
     elif suffix not in (".res", ".xls", ".xlsx"):
         lines = _head_lines(file)
@@ -298,6 +303,8 @@ _TRANSLATIONS = (
     ("new-line character seen in unquoted field", "the file is binary, not text"),
     ("Could not find header row", "no column header was found where this format puts it"),
     ("Could not find data header row", "no column header was found where this format puts it"),
+    ("out of bounds for axis 0 with size 0", "the file has no data rows"),
+    ("File out of specification", "it is truncated or damaged"),
 )
 
 

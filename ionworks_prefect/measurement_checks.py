@@ -228,3 +228,7 @@ def check_measurement(
             row=_row_for(first.payload) if first else None,
             issues=found,
         ) from exc
+    except (ArithmeticError, ValueError, TypeError) as exc:  # numpy/scipy giving up on data the rules cannot fit
+        raise InvalidMeasurementError(
+            f"The data cannot be checked against Ionworks' rules ({str(exc).splitlines()[0] or type(exc).__name__}); "
+            "look for constant, empty or extreme columns", file=file) from exc

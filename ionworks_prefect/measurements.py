@@ -109,23 +109,35 @@ def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     )
 
 
-def _checked_data_type(frame: pl.DataFrame, data_type: str | None) -> str | None:
-    """The ``data_type`` hint for ``cell_measurement.create``, so the client does not validate the frame again.
+def _create_checked(client: Ionworks, instance_id: str, detail: dict[str, Any]) -> Any:
+    """``client.cell_measurement.create(..., wait_for_processing=False)`` without its second validation pass.
 
-    ``create`` runs ``validate_measurement_data(time_series, data_type=...)`` before it uploads anything;
-    :func:`check_measurement` has just run that same function, with the same arguments, on this very frame
-    (plus the sanity checks). For cycler data (``data_type=None``) the client is therefore given the hint
-    ``"ocp"``, which routes its validation to the structural subset (a ``Voltage [V]`` column, a sequential
-    ``Step count``), both of which the full rules already passed, instead of repeating the per-step sign
-    fits and the time and cumulative checks, the most expensive work of an upload. ``data_type`` is a
-    client-side routing hint only: ``create`` strips it from the metadata it sends (ionworks-api 0.38
-    ``cell_measurement.create``), so nothing stored changes. Without a voltage column the OCP subset would
-    refuse a frame the full rules accept, so the client then validates as it always does; OCP and EIS
-    uploads keep their own hint, whose checks are structural and cheap.
+    ``create`` (ionworks-api 0.38) does: (1) convert the frame, (2) ``validate_measurement_data(time_series,
+    strict=False, data_type=..., steps_df=...)``, (3) initiate the upload, (4-5) write the parquet and PUT it,
+    (6) the same for steps, (7) confirm. :func:`check_measurement` has just run step 2's function on this very
+    frame with the same arguments (and the sanity checks before it), so repeating it would only spend the
+    upload's largest cost twice (the per-step sign-convention fits). This runs steps 3-7 with the client's own
+    methods, in create's order, so transport, multipart and confirm behave exactly as in ``create``. A client
+    without those methods gets ``create`` itself.
     """
-    if data_type is None and "Voltage [V]" in frame.columns:
-        return "ocp"
-    return data_type
+    measurements = client.cell_measurement
+    steps_3_to_7 = ("_initiate_upload", "_require_upload", "_upload_upload_target", "_confirm_upload")
+    if not all(hasattr(measurements, method) for method in steps_3_to_7):
+        return measurements.create(instance_id, detail, wait_for_processing=False)
+    from ionworks._dataframe import parquet_upload_body, to_polars
+    from ionworks.validators import df_to_dict_validator
+
+    info = detail["measurement"]
+    started = measurements._initiate_upload(instance_id, info["name"], info.get("notes"))
+    with parquet_upload_body(detail["time_series"]) as (body, size):
+        measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body, size)
+    if detail.get("steps") is not None:
+        steps = to_polars(df_to_dict_validator(detail["steps"]))
+        with parquet_upload_body(steps) as (body, size):
+            measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body, size)
+    return measurements._confirm_upload(measurement_id=started.measurement_id, cell_instance_id=instance_id,
+                                        measurement_data={k: v for k, v in info.items() if k != "data_type"},
+                                        wait_for_processing=False)
 
 
 def store_measurement(
@@ -188,17 +200,15 @@ def store_measurement(
     existing = _find_by_name(client, instance_id, name)
     if existing is not None and (found := reuse(existing)) is not None:
         return found
-    routed_type = _checked_data_type(frame, data_type)
     detail: dict[str, Any] = {
         "measurement": {"name": name, "tags": [_digest_tag(digest), *tags],
-                        **({"notes": notes} if notes else {}), **({"data_type": routed_type} if routed_type else {})},
+                        **({"notes": notes} if notes else {}), **({"data_type": data_type} if data_type else {})},
         "time_series": frame,
     }
     if steps is not None:
         detail["steps"] = as_polars(steps, what="steps")
     try:
-        bundle = call("upload measurement", client.cell_measurement.create, instance_id, detail,
-                      wait_for_processing=False)
+        bundle = call("upload measurement", _create_checked, client, instance_id, detail)
     except (IonworksTransientError, IonworksRequestError) as exc:
         # A duplicate name (409) or a failure after the server stored the upload: look before retrying.
         if not isinstance(exc, IonworksTransientError) and exc.status_code != 409:
