@@ -261,7 +261,12 @@ def _fix(chunk: bytes, quoted: bool, comma: bool) -> bytes:
     return chunk.replace(b",", b".") if comma else chunk
 
 
-def _read_ionworks_csv(file: Path) -> pl.DataFrame:
+def _ionworks_csv_options(file: Path) -> dict[str, Any]:
+    """polars' CSV options for an Ionworks-style table: its separator, decimal commas, numeric columns typed.
+
+    Known numeric columns are read as numbers whatever their first rows look like (an integer-looking start
+    must not make a column ``i64`` that later holds ``0.00000044``); a header naming a column twice is refused.
+    """
     lines = _head_lines(file)
     header_line = lines[0] if lines else ""
     separator = _separator(header_line)
@@ -271,15 +276,31 @@ def _read_ionworks_csv(file: Path) -> pl.DataFrame:
         if name in seen:
             raise InvalidMeasurementError(f"Column {name!r} appears twice in the header", file=str(file), column=name)
         seen.add(name)
-    body = [line for line in lines[1:] if line.strip()]
-    fields = [f.strip() for line in body[:50] for f in line.split(separator)]
+    fields = [f.strip() for line in lines[1:51] for f in line.split(separator)]
     decimal_comma = separator != "," and any(_DECIMAL_COMMA.fullmatch(f) for f in fields)
-    schema = {name: dtype for name, dtype in _NUMERIC.items() if name in seen}
+    return {"separator": separator, "decimal_comma": decimal_comma, "infer_schema_length": 10_000,
+            "schema_overrides": {name: dtype for name, dtype in _NUMERIC.items() if name in seen}}
+
+
+def _read_ionworks_csv(file: Path) -> pl.DataFrame:
+    options = _ionworks_csv_options(file)
     try:
-        return pl.read_csv(file, separator=separator, decimal_comma=decimal_comma, schema_overrides=schema,
-                           infer_schema_length=10_000)
+        return pl.read_csv(file, **options)
     except pl.exceptions.PolarsError as exc:
-        raise _located_parse_error(file, exc, separator, decimal_comma) from None
+        raise _located_parse_error(file, exc, options["separator"], options["decimal_comma"]) from None
+
+
+def sink_ionworks_csv(file: Path, target: Path) -> None:
+    """Convert an Ionworks-style CSV to parquet in one streaming pass, never holding the table in memory.
+
+    Raises:
+        InvalidMeasurementError: a duplicated header or text in a numeric column (named with its row).
+    """
+    options = _ionworks_csv_options(file)
+    try:
+        pl.scan_csv(file, **options).sink_parquet(target)
+    except pl.exceptions.PolarsError as exc:
+        raise _located_parse_error(file, exc, options["separator"], options["decimal_comma"]) from None
 
 
 def _located_parse_error(file: Path, exc: Exception, separator: str, decimal_comma: bool) -> InvalidMeasurementError:

@@ -40,6 +40,12 @@ NUMERIC_COLUMNS = (
 _DUPLICATE = re.compile(r"^(?P<base>.+?)(?:_duplicated_\d+|\.\d+)$")
 _DECIMAL_COMMA = r"^\s*[+-]?\d+,\d+(?:[eE][+-]?\d+)?\s*$"
 
+#: Columns the client's rules read for cycler data (ionworks-api 0.38 ``validators``); others need not be loaded.
+RULE_COLUMNS = (
+    TIME, CURRENT, VOLTAGE, STEP, "Cycle count", FREQUENCY, "Z_Re [Ohm]", "Z_Im [Ohm]", "Capacity [A.h]",
+    "Discharge capacity [A.h]", "Charge capacity [A.h]", "Discharge energy [W.h]", "Charge energy [W.h]", "Power [W]",
+)
+
 _COLUMN_BY_CODE_PREFIX = {
     "current_sign": CURRENT,
     "time_": TIME,
@@ -61,9 +67,13 @@ def _first(mask: pl.Expr) -> pl.Expr:
     return pl.arg_where(mask).first()
 
 
-def _duplicated(frame: pl.DataFrame) -> Optional[dict[str, Any]]:
-    names = set(frame.columns)
-    for name in frame.columns:
+def _value(table: pl.LazyFrame, name: str, row: int) -> Any:
+    return table.select(pl.col(name).slice(row, 1)).collect().item()
+
+
+def _duplicated(columns: list[str]) -> Optional[dict[str, Any]]:
+    names = set(columns)
+    for name in columns:
         match = _DUPLICATE.match(name)
         if match and match["base"] in names:
             return {"check": "duplicate_column", "column": match["base"], "row": None,
@@ -72,11 +82,11 @@ def _duplicated(frame: pl.DataFrame) -> Optional[dict[str, Any]]:
     return None
 
 
-def _text_in_numbers(frame: pl.DataFrame) -> Optional[dict[str, Any]]:
+def _text_in_numbers(table: pl.LazyFrame, schema: pl.Schema) -> Optional[dict[str, Any]]:
     for name in NUMERIC_COLUMNS:
-        if name not in frame.columns or frame.schema[name].is_numeric():
+        if name not in schema or schema[name].is_numeric():
             continue
-        text = frame[name].cast(pl.String)
+        text = table.select(pl.col(name).cast(pl.String)).collect()[name]
         if text.str.contains(_DECIMAL_COMMA).all():
             return {"check": "decimal_separator", "column": name, "row": 0,
                     "message": f"Column {name!r} holds numbers written with decimal commas (e.g. {text[0]!r}); "
@@ -89,24 +99,29 @@ def _text_in_numbers(frame: pl.DataFrame) -> Optional[dict[str, Any]]:
 
 
 def sanity_issues(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     *,
     rated_capacity: Optional[float] = None,
     voltage_window: Optional[tuple[float, float]] = None,
 ) -> list[dict[str, Any]]:
     """Every failed sanity check as ``{"check", "column", "row", "message"}``, most basic first.
 
+    ``frame`` may be lazy (a parquet scan): the checks are one streaming pass of reductions, so a file is
+    checked without loading it whole.
+
     Example:
         >>> sanity_issues(pl.DataFrame({"Voltage [V]": [3.7, float("nan")]}))[0]["row"]
         1
     """
-    structural = [issue for issue in (_duplicated(frame), _text_in_numbers(frame)) if issue]
+    table = frame.lazy()
+    schema = table.collect_schema()
+    columns = list(schema)
+    structural = [issue for issue in (_duplicated(columns), _text_in_numbers(table, schema)) if issue]
     if structural:
         return structural
-    columns = frame.columns
     exprs: dict[str, pl.Expr] = {}
     for name in columns:
-        if frame.schema[name].is_float():
+        if schema[name].is_float():
             exprs[f"finite|{name}"] = _first(pl.col(name).is_not_null() & ~pl.col(name).is_finite())
     untimed_ok = pl.col(FREQUENCY).is_not_null() if FREQUENCY in columns else pl.lit(False)
     for name in (CURRENT, VOLTAGE, STEP):
@@ -126,7 +141,7 @@ def sanity_issues(
     limit = MAX_CURRENT_A if rated_capacity is None else MAX_C_RATE * rated_capacity
     if CURRENT in columns:
         exprs["current"] = _first(pl.col(CURRENT).abs() > limit)
-    found = frame.select(**exprs).row(0, named=True) if exprs else {}
+    found = table.select(**exprs).collect(engine="streaming").row(0, named=True) if exprs else {}
 
     issues: list[dict[str, Any]] = []
 
@@ -136,13 +151,14 @@ def sanity_issues(
     for key, row in found.items():
         kind, _, name = key.partition("|")
         if kind == "finite" and row is not None:
-            add("finite", name, row, f"Column {name!r} holds {frame[name][row]} where a finite number is expected")
+            add("finite", name, row, f"Column {name!r} holds {_value(table, name, row)} where a finite number "
+                                     "is expected")
         elif kind == "missing" and row is not None:
             add("missing", name, row, f"Column {name!r} has no value")
     if found.get("backwards") is not None:
         row = found["backwards"]
-        add("time_monotonic", TIME, row, f"Time goes backwards: {frame[TIME][row]} s comes after "
-                                         f"{frame[TIME][:row].drop_nulls()[-1]} s")
+        before = table.select(pl.col(TIME).head(row).drop_nulls().last()).collect().item()
+        add("time_monotonic", TIME, row, f"Time goes backwards: {_value(table, TIME, row)} s comes after {before} s")
     median_step, span = found.get("median_step"), found.get("span")
     if median_step is not None and median_step < MIN_MEDIAN_STEP_S:
         add("time_units", TIME, None, f"Samples are {median_step:.3g} s apart (median); the time looks like hours "
@@ -152,7 +168,7 @@ def sanity_issues(
                                       "or wall-clock timestamps, not seconds from the start")
     if found.get("voltage") is not None:
         row = found["voltage"]
-        value = frame[VOLTAGE][row]
+        value = _value(table, VOLTAGE, row)
         window = voltage_window or DEFAULT_VOLTAGE_RANGE
         hint = (" (a decimal separator lost in reading: 0,1377 read as 1377?)" if abs(value) >= 100
                 else "" if voltage_window else "; pass voltage_window= if this cell really goes there")
@@ -161,7 +177,8 @@ def sanity_issues(
     if found.get("current") is not None:
         row = found["current"]
         basis = f"{MAX_C_RATE:g} C of the rated {rated_capacity:g} A.h" if rated_capacity else f"{MAX_CURRENT_A:g} A"
-        add("current_range", CURRENT, row, f"Current {frame[CURRENT][row]:g} A is beyond {basis} (mA read as A?)")
+        add("current_range", CURRENT, row, f"Current {_value(table, CURRENT, row):g} A is beyond {basis} "
+                                           "(mA read as A?)")
     return issues
 
 
@@ -186,7 +203,7 @@ def _row_for(payload: dict[str, Any]) -> int | None:
 
 
 def check_measurement(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     *,
     file: str | None = None,
     data_type: str | None = None,
@@ -196,6 +213,9 @@ def check_measurement(
 ) -> None:
     """Sanity checks, then the official client's rules (``validate_measurement_data``), each run once.
 
+    ``frame`` may be lazy (a parquet scan): the sanity checks stream over it and only the columns the client's
+    rules read are loaded.
+
     Raises:
         MeasurementSanityError: a sanity check failed (``.check``, ``.column``, ``.row``).
         InvalidMeasurementError: a client rule failed; names the file, column and row of the first problem and
@@ -204,16 +224,20 @@ def check_measurement(
     Example:
         >>> check_measurement(frame, file="rpt.csv")
     """
-    if frame.height == 0:
+    table = frame.lazy()
+    if table.select(pl.len()).collect().item() == 0:
         raise InvalidMeasurementError("Measurement has no rows", file=file)
-    issues = sanity_issues(frame, rated_capacity=rated_capacity, voltage_window=voltage_window)
+    issues = sanity_issues(table, rated_capacity=rated_capacity, voltage_window=voltage_window)
     if issues:
         first = issues[0]
         more = f" (+{len(issues) - 1} more issue(s))" if len(issues) > 1 else ""
         raise MeasurementSanityError(first["message"] + more, check=first["check"], file=file,
                                      column=first["column"], row=first["row"], issues=issues)
+    schema = table.collect_schema()
+    if data_type is None and not strict:
+        table = table.select([name for name in RULE_COLUMNS if name in schema])
     try:
-        validate_measurement_data(frame, strict=strict, data_type=data_type, rated_capacity=rated_capacity,
+        validate_measurement_data(table.collect(), strict=strict, data_type=data_type, rated_capacity=rated_capacity,
                                   voltage_window=voltage_window)
     except MeasurementValidationError as exc:
         found = [{"code": str(i.code), "message": i.message, **i.payload} for i in exc.errors]

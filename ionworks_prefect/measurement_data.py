@@ -6,6 +6,10 @@ Reading files is :mod:`ionworks_prefect.cycler_files`; checking frames is :mod:`
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -13,7 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from .cycler_files import ReaderChoice, read_measurement_file
+from .cycler_files import IONWORKS, ReaderChoice, detect_format, read_measurement_file, reader_for, sink_ionworks_csv
 from .exceptions import InvalidMeasurementError
 
 FrameLike = Union[pl.DataFrame, pd.DataFrame]
@@ -82,10 +86,14 @@ def frame_digest(frame: pl.DataFrame) -> str:
         >>> frame_digest(pl.DataFrame({"a": [1, 2]})) == frame_digest(pl.DataFrame({"a": [1, 2]}))
         True
     """
+    return _digest(frame.height, (frame[name] for name in frame.columns))
+
+
+def _digest(height: int, columns: Any) -> str:
     digest = hashlib.sha256()
-    digest.update(f"{frame.height}\x1e".encode())
-    for name in frame.columns:
-        series = frame[name]
+    digest.update(f"{height}\x1e".encode())
+    for series in columns:
+        name = series.name
         digest.update(f"{name}\x1f{series.dtype}\x1e".encode())
         digest.update(memoryview(series.is_null().to_numpy()))
         if series.dtype.is_numeric() or series.dtype == pl.Boolean:
@@ -120,3 +128,78 @@ def select_cycles(frame: pl.DataFrame, cycles: tuple[int, int], *, file: str | N
     if "Time [s]" in kept.columns:
         shifts.append(pl.col("Time [s]") - pl.col("Time [s]").min())
     return kept.with_columns(shifts)
+
+
+@dataclass
+class StagedMeasurement:
+    """A time series ready to upload: a parquet file, and the frame when it is in memory anyway.
+
+    ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file, so a large file is
+    checked and digested column by column instead of being loaded whole.
+    """
+
+    path: Path
+    source: Optional[str]
+    frame: Optional[pl.DataFrame] = None
+
+    @property
+    def table(self) -> pl.LazyFrame:
+        return self.frame.lazy() if self.frame is not None else pl.scan_parquet(self.path)
+
+    @property
+    def height(self) -> int:
+        return self.frame.height if self.frame is not None else pl.scan_parquet(self.path).select(pl.len()).collect().item()
+
+    def column(self, name: str) -> pl.Series:
+        return self.frame[name] if self.frame is not None else pl.read_parquet(self.path, columns=[name])[name]
+
+    def digest(self) -> str:
+        """:func:`frame_digest` of the data, reading a staged file one column at a time."""
+        if self.frame is not None:
+            return frame_digest(self.frame)
+        names = pl.read_parquet_schema(self.path)
+        return _digest(self.height, (self.column(name) for name in names))
+
+    def step_count(self) -> int:
+        """Distinct steps (0 without a ``Step count`` column)."""
+        schema = self.table.collect_schema()
+        return int(self.table.select(pl.col("Step count").n_unique()).collect().item()) if "Step count" in schema else 0
+
+
+@contextmanager
+def stage_measurement(
+    data: MeasurementData,
+    *,
+    reader: ReaderChoice = None,
+    options: Optional[dict[str, Any]] = None,
+    cycles: Optional[tuple[int, int]] = None,
+) -> Iterator[StagedMeasurement]:
+    """The data as a parquet file to upload, written once (temporary, removed on exit).
+
+    An Ionworks-style parquet file is used as it is; an Ionworks-style CSV is converted in one streaming
+    pass; vendor files are read by their reader and in-memory frames are written out.
+
+    Example:
+        >>> with stage_measurement("runs/rpt.csv") as staged:
+        ...     staged.height
+    """
+    with tempfile.TemporaryDirectory(prefix="iwp-upload-") as tmp:
+        target = Path(tmp) / "time_series.parquet"
+        if isinstance(data, (str, Path)):
+            file = Path(data).expanduser()
+            source = str(file.resolve())
+            if cycles is None and file.is_file() and file.stat().st_size and (
+                    reader_for(file, reader) or detect_format(file)) == IONWORKS:
+                if file.suffix.lower() == ".parquet":
+                    yield StagedMeasurement(file, source)
+                    return
+                sink_ionworks_csv(file, target)
+                yield StagedMeasurement(target, source)
+                return
+            frame = read_measurement_file(file, reader=reader, options=options)
+        else:
+            frame, source = as_polars(data), None
+        if cycles is not None:
+            frame = select_cycles(frame, cycles, file=source)
+        frame.write_parquet(target)
+        yield StagedMeasurement(target, source, frame)

@@ -23,7 +23,7 @@ from .exceptions import (
 )
 from .cycler_files import ReaderChoice
 from .measurement_checks import check_measurement
-from .measurement_data import MeasurementData, as_polars, frame_digest, load_measurement, select_cycles, step_count
+from .measurement_data import MeasurementData, StagedMeasurement, as_polars, frame_digest, stage_measurement
 from .results import UploadedMeasurement
 from .retries import ionworks_task
 from .waiting import PollSchedule
@@ -109,30 +109,32 @@ def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     )
 
 
-def _create_checked(client: Ionworks, instance_id: str, detail: dict[str, Any]) -> Any:
+def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], series: Path,
+                    steps: Optional[pl.DataFrame]) -> Any:
     """``client.cell_measurement.create(..., wait_for_processing=False)`` without its second validation pass.
 
     ``create`` (ionworks-api 0.38) does: (1) convert the frame, (2) ``validate_measurement_data(time_series,
-    strict=False, data_type=..., steps_df=...)``, (3) initiate the upload, (4-5) write the parquet and PUT it,
-    (6) the same for steps, (7) confirm. :func:`check_measurement` has just run step 2's function on this very
-    frame with the same arguments (and the sanity checks before it), so repeating it would only spend the
+    strict=False, data_type=..., steps_df=...)``, (3) initiate the upload, (4-5) serialise the frame to parquet
+    and PUT it, (6) the same for steps, (7) confirm. :func:`check_measurement` has just run step 2's function on
+    the same data with the same arguments (and the sanity checks before it), so repeating it would spend the
     upload's largest cost twice (the per-step sign-convention fits). This runs steps 3-7 with the client's own
-    methods, in create's order, so transport, multipart and confirm behave exactly as in ``create``. A client
+    methods, in create's order, so transport, multipart and confirm behave as in ``create``; the time series
+    is PUT from the staged parquet file, streamed, instead of being serialised again in memory. A client
     without those methods gets ``create`` itself.
     """
     measurements = client.cell_measurement
     steps_3_to_7 = ("_initiate_upload", "_require_upload", "_upload_upload_target", "_confirm_upload")
     if not all(hasattr(measurements, method) for method in steps_3_to_7):
+        detail = {"measurement": info, "time_series": pl.read_parquet(series),
+                  **({"steps": steps} if steps is not None else {})}
         return measurements.create(instance_id, detail, wait_for_processing=False)
-    from ionworks._dataframe import parquet_upload_body, to_polars
-    from ionworks.validators import df_to_dict_validator
+    from ionworks._dataframe import parquet_upload_body
 
-    info = detail["measurement"]
     started = measurements._initiate_upload(instance_id, info["name"], info.get("notes"))
-    with parquet_upload_body(detail["time_series"]) as (body, size):
-        measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body, size)
-    if detail.get("steps") is not None:
-        steps = to_polars(df_to_dict_validator(detail["steps"]))
+    with open(series, "rb") as body:
+        measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
+                                           series.stat().st_size)
+    if steps is not None:
         with parquet_upload_body(steps) as (body, size):
             measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body, size)
     return measurements._confirm_upload(measurement_id=started.measurement_id, cell_instance_id=instance_id,
@@ -163,22 +165,26 @@ def store_measurement(
     Example:
         >>> store_measurement(client, "rpt.csv", "1c4f...", "RPT 0")
     """
-    frame, source = load_measurement(data, reader=reader, options=reader_options)
-    if name is None:
-        if source is None:
+    with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged:
+        if name is None and staged.source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")
-        name = Path(source).stem
-    if cycles is not None:
-        frame = select_cycles(frame, cycles, file=source)
-    check_measurement(frame, file=source, data_type=data_type, rated_capacity=rated_capacity,
-                      voltage_window=voltage_window)
-    digest = frame_digest(frame)
+        check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
+                          voltage_window=voltage_window)
+        steps_frame = as_polars(steps, what="steps") if steps is not None else None
+        return _store_checked(client, staged, cell, name or Path(staged.source).stem, steps_frame, notes=notes,
+                              tags=tags, data_type=data_type, force=force, processing_timeout=processing_timeout)
+
+
+def _store_checked(client: Ionworks, staged: StagedMeasurement, cell: CellArg, name: str,
+                   steps: Optional[pl.DataFrame], *, notes: str | None, tags: Iterable[str], data_type: str | None,
+                   force: bool, processing_timeout: float) -> UploadedMeasurement:
+    digest = staged.digest()
     instance_id = resolve_cell_instance(client, cell)
 
     def reference(measurement_id: str, created: bool) -> UploadedMeasurement:
         return UploadedMeasurement(id=measurement_id, name=name, cell_instance_id=instance_id,
-                                   row_count=frame.height, step_count=step_count(frame), digest=digest,
-                                   created=created, source_file=source)
+                                   row_count=staged.height, step_count=staged.step_count(), digest=digest,
+                                   created=created, source_file=staged.source)
 
     def reuse(existing: Any) -> UploadedMeasurement | None:
         """The existing measurement if it holds this data; None if it was a failed leftover (now deleted)."""
@@ -200,15 +206,10 @@ def store_measurement(
     existing = _find_by_name(client, instance_id, name)
     if existing is not None and (found := reuse(existing)) is not None:
         return found
-    detail: dict[str, Any] = {
-        "measurement": {"name": name, "tags": [_digest_tag(digest), *tags],
-                        **({"notes": notes} if notes else {}), **({"data_type": data_type} if data_type else {})},
-        "time_series": frame,
-    }
-    if steps is not None:
-        detail["steps"] = as_polars(steps, what="steps")
+    info = {"name": name, "tags": [_digest_tag(digest), *tags], **({"notes": notes} if notes else {}),
+            **({"data_type": data_type} if data_type else {})}
     try:
-        bundle = call("upload measurement", _create_checked, client, instance_id, detail)
+        bundle = call("upload measurement", _create_checked, client, instance_id, info, staged.path, steps)
     except (IonworksTransientError, IonworksRequestError) as exc:
         # A duplicate name (409) or a failure after the server stored the upload: look before retrying.
         if not isinstance(exc, IonworksTransientError) and exc.status_code != 409:
