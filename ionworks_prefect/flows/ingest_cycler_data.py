@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import acreate_table_artifact
