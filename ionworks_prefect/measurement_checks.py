@@ -18,6 +18,7 @@ from typing import Any, Optional
 import polars as pl
 from ionworks.validators import MeasurementValidationError, validate_measurement_data
 
+from .client_rules import client_rule_issues
 from .exceptions import InvalidMeasurementError
 
 TIME, CURRENT, VOLTAGE, STEP, FREQUENCY = "Time [s]", "Current [A]", "Voltage [V]", "Step count", "Frequency [Hz]"
@@ -234,11 +235,15 @@ def check_measurement(
         raise MeasurementSanityError(first["message"] + more, check=first["check"], file=file,
                                      column=first["column"], row=first["row"], issues=issues)
     schema = table.collect_schema()
-    if data_type is None and not strict:
-        table = table.select([name for name in RULE_COLUMNS if name in schema])
     try:
-        validate_measurement_data(table.collect(), strict=strict, data_type=data_type, rated_capacity=rated_capacity,
-                                  voltage_window=voltage_window)
+        if data_type is None and not strict:
+            # The same rules, with the sign-convention vote in linear time (see ionworks_prefect.client_rules).
+            broken = client_rule_issues(table.select([name for name in RULE_COLUMNS if name in schema]).collect())
+            if broken:
+                raise MeasurementValidationError(broken[0].message, errors=broken)
+        else:
+            validate_measurement_data(table.collect(), strict=strict, data_type=data_type,
+                                      rated_capacity=rated_capacity, voltage_window=voltage_window)
     except MeasurementValidationError as exc:
         found = [{"code": str(i.code), "message": i.message, **i.payload} for i in exc.errors]
         first = exc.errors[0] if exc.errors else None
