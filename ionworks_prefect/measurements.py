@@ -32,7 +32,7 @@ from .waiting import PollSchedule
 DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
 #: Polls for server-side processing: soon after confirm (most uploads are ready within a second), then backing off.
-PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=2.0)
+PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=1.0)
 
 
 class CellTarget(BaseModel):
