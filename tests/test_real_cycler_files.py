@@ -19,12 +19,13 @@ from ionworks_prefect import (
     UnsupportedCyclerFile,
     detect_format,
     read_measurement_file,
+    upload_measurement,
 )
 from ionworks_prefect.cycler_files import reader_for
 from ionworks_prefect.flows.ingest_cycler_data import PARTIAL_STATE_NAME, ingest_cycler_data
 from ionworks_prefect.measurement_checks import check_measurement
 
-from .measurement_frames import unique
+from .measurement_frames import new_instance, unique
 
 DATA = Path(__file__).parent / "data" / "real-cycler"
 
@@ -127,3 +128,15 @@ async def test_real_files_are_ingested_into_the_sandbox_and_read_back(client):
         assert series.height == rows
         assert series["Voltage [V]"].min() == pytest.approx(v_min, abs=1e-3), name
         assert series["Voltage [V]"].max() == pytest.approx(v_max, abs=1e-3), name
+
+
+@pytest.mark.usefixtures("prefect_server", "sandbox")
+def test_cycles_of_a_long_test_are_selected_explicitly(client):
+    _, instance_id = new_instance(client, "cycles")
+    uploaded = upload_measurement.fn(DATA / "newarenda_test_2.ndax", instance_id, "cycles 2-4", cycles=(2, 4))
+    assert (uploaded.row_count, uploaded.step_count) == (2413, 12)
+    series = client.cell_measurement.time_series(uploaded.id, use_cache=False)
+    assert series["Cycle count"].unique().sort().to_list() == [2, 3, 4]
+    assert (series["Time [s]"].min(), series["Step count"].min()) == (0.0, 0)
+    with pytest.raises(InvalidMeasurementError, match="No rows in cycles 90-99; the data has cycles 0-53"):
+        upload_measurement.fn(DATA / "newarenda_test_2.ndax", instance_id, "none", cycles=(90, 99))
