@@ -248,9 +248,10 @@ def _normalised(file: Path, reader: str) -> Iterator[Path]:
         with open(file, "rb") as source, open(copy, "wb") as target:
             rest = b""
             while chunk := source.read(_CHUNK_BYTES):
-                chunk, _, tail = (rest + chunk).rpartition(b"\n")
-                rest, chunk = tail, chunk + b"\n"
-                target.write(_fix(chunk, quoted, comma))
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1  # whole lines only, so a line's quotes are never split
+                target.write(_fix(data[:cut], quoted, comma))
+                rest = data[cut:]
             target.write(_fix(rest, quoted, comma))
         yield copy
 

@@ -135,6 +135,9 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
         measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
                                            series.stat().st_size)
     if steps is not None:
+        # As create's df_to_dict_validator round trip does: NaN and inf in float columns become null.
+        steps = steps.with_columns(pl.when(pl.col(name).is_finite()).then(pl.col(name)).alias(name)
+                                   for name, dtype in steps.schema.items() if dtype.is_float())
         with parquet_upload_body(steps) as (body, size):
             measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body, size)
     return measurements._confirm_upload(measurement_id=started.measurement_id, cell_instance_id=instance_id,

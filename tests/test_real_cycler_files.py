@@ -21,6 +21,7 @@ from ionworks_prefect import (
     read_measurement_file,
     upload_measurement,
 )
+from ionworks_prefect import cycler_files
 from ionworks_prefect.cycler_files import reader_for
 from ionworks_prefect.flows.ingest_cycler_data import PARTIAL_STATE_NAME, ingest_cycler_data
 from ionworks_prefect.measurement_checks import check_measurement
@@ -64,6 +65,13 @@ def test_each_real_file_is_read_by_its_vendor_reader_and_passes_the_checks(name)
 def test_decimal_commas_are_read_as_decimals_not_thousands():
     frame = read_measurement_file(DATA / "cellpy_maccor_two.txt")
     assert frame["Voltage [V]"].max() < 1.0  # "0,1514" V, not 1,514 V
+
+
+@pytest.mark.parametrize("name", ["cellpy_maccor_two.txt", "beep_novonix_test_Nova_Form-CH01-01_short.csv"])
+def test_quirks_are_fixed_the_same_across_copy_chunk_boundaries(name, monkeypatch):
+    whole = read_measurement_file(DATA / name)
+    monkeypatch.setattr(cycler_files, "_CHUNK_BYTES", 997)  # many chunks, boundaries inside lines
+    assert read_measurement_file(DATA / name).equals(whole)
 
 
 def test_a_reader_chosen_by_pattern_wins_over_detection():
