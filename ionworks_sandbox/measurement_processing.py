@@ -162,6 +162,7 @@ class MeasurementProcessor:
         self.store = store
         self.storage = storage
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="measurement-processing")
+        self._digests = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="measurement-digest")
 
     def start(self) -> None:
         """Warm the ``ionworksdata`` import and re-queue work a previous run left unfinished."""
@@ -174,6 +175,7 @@ class MeasurementProcessor:
     def close(self) -> None:
         """Finish running work; queued work stays ``pending`` and resumes on the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._digests.shutdown(wait=True)
 
     def submit(self, measurement_id: str) -> Future:
         return self._pool.submit(self.run, measurement_id)
@@ -198,6 +200,7 @@ class MeasurementProcessor:
     def _process(self, record: dict[str, Any]) -> dict[str, Any]:
         measurement_id = record["id"]
         frame = read_time_series(self.storage.path(object_key(measurement_id, TIME_SERIES)))
+        digest = self._digests.submit(data_digest, frame)  # hashlib and polars release the GIL: beside the steps
         steps_path = self.storage.path(object_key(measurement_id, STEPS))
         if record.get("steps_source") == "uploaded":
             try:
@@ -208,9 +211,7 @@ class MeasurementProcessor:
             steps = derive_steps(frame)
             _write(steps, steps_path)
         _write(cycle_table(steps), self.storage.path(object_key(measurement_id, CYCLES)))
-        rows, digest = frame.height, data_digest(frame)
-        del frame  # the largest object here; the step and cycle tables are small
-        return {"row_count": rows, "step_count": steps.height, "data_digest": digest}
+        return {"row_count": frame.height, "step_count": steps.height, "data_digest": digest.result()}
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:
