@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from collections.abc import Iterable
 from typing import Any, Optional, Union
@@ -169,16 +168,13 @@ def store_measurement(
     Example:
         >>> store_measurement(client, "rpt.csv", "1c4f...", "RPT 0")
     """
-    with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="measurement-digest") as background:
+    with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged:
         if name is None and staged.source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")
-        # Hashing (polars reads, hashlib) runs without the GIL beside the client's rules, which hold it.
-        digest = background.submit(staged.digest)
         check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
                           voltage_window=voltage_window)
         steps_frame = as_polars(steps, what="steps") if steps is not None else None
-        return _store_checked(client, staged, digest.result(), cell, name or Path(staged.source).stem, steps_frame,
+        return _store_checked(client, staged, staged.digest(), cell, name or Path(staged.source).stem, steps_frame,
                               notes=notes, tags=tags, data_type=data_type, force=force,
                               processing_timeout=processing_timeout)
 
