@@ -29,8 +29,9 @@ from .exceptions import (
     SimulationFailed,
     WaitTimedOut,
 )
+from .cycler_files import UnsupportedCyclerFile, detect_format, read_measurement_file
 from .history import parameter_history
-from .measurement_data import read_measurement_file
+from .measurement_checks import MeasurementSanityError
 from .measurements import CellTarget, upload_measurement
 from .parameter_sets import FittedParameter, FittedParameterSet
 from .pipeline_config import prepare_pipeline
@@ -92,6 +93,7 @@ __all__ = [
     "PollSchedule",
     "prepare_pipeline",
     "read_measurement_file",
+    "detect_format",
     "ionworks_task",
     "retry_on_transient_error",
     # results
@@ -116,6 +118,8 @@ __all__ = [
     "IonworksNotFound",
     "IonworksTransientError",
     "InvalidMeasurementError",
+    "MeasurementSanityError",
+    "UnsupportedCyclerFile",
     "InvalidPipelineConfig",
     "InvalidSimulationConfig",
     "MeasurementNameTaken",

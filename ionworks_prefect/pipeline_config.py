@@ -86,7 +86,7 @@ def _resolve_reference(reference: str, base_dir: Path, client: Ionworks | None, 
         steps = load_measurement(_folder_time_series(path, "steps"))[0]
     frame, _ = load_measurement(series)
     name = f"{_label(path, base_dir)} [{frame_digest(frame)[:8]}]"
-    return store_measurement(client, series, cell, name, steps=steps).db_ref
+    return store_measurement(client, frame, cell, name, steps=steps).db_ref  # the frame read once, not the file again
 
 
 def _resolve(value: Any, base_dir: Path, client: Ionworks | None, cell: CellArg | None) -> Any:
