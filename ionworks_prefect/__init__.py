@@ -10,6 +10,7 @@ from .credentials import IonworksCredentials
 from .exceptions import (
     InvalidMeasurementError,
     InvalidPipelineConfig,
+    InvalidResourceId,
     InvalidSimulationConfig,
     IonworksNotFound,
     IonworksPrefectError,
@@ -99,6 +100,7 @@ __all__ = [
     "IonworksTransientError",
     "InvalidMeasurementError",
     "InvalidPipelineConfig",
+    "InvalidResourceId",
     "InvalidSimulationConfig",
     "MeasurementNameTaken",
     "MeasurementProcessingFailed",

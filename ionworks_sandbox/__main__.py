@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-body-mb", type=float, default=float(env("IONWORKS_SANDBOX_MAX_BODY_MB", "512")), help="request body limit"
     )
+    parser.add_argument(
+        "--request-log", type=Path, default=env("IONWORKS_SANDBOX_REQUEST_LOG"),
+        help="append one line per request (start, method, path, status, ms) to this file",
+    )
     parser.add_argument("--public-url", default=env("IONWORKS_SANDBOX_PUBLIC_URL"), help="base URL clients reach")
     args = parser.parse_args(argv)
     if not args.api_keys:
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         public_url=public_url,
         workers=args.workers,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        request_log=args.request_log.resolve() if args.request_log else None,
     )
     first_key, first_org = next(iter(settings.organizations.items()))
     print(f"IONWORKS_API_URL={public_url}")

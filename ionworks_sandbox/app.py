@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .errors import ApiError
 from .jobs import JobRunner
 from .middleware import BodyTooLarge, RequestBodyMiddleware
+from .request_log import RequestLogMiddleware
 from .settings import SandboxSettings
 from .storage import Storage
 from .store import Store, json_safe
@@ -84,6 +85,8 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     app = FastAPI(title="Ionworks sandbox", lifespan=lifespan, default_response_class=SafeJSONResponse)
     app.state.settings = settings
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.request_log is not None:
+        app.add_middleware(RequestLogMiddleware, path=settings.request_log)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -51,6 +51,7 @@ class SandboxSettings:
     public_url: str
     workers: int = 2
     max_body_bytes: int = 512 * 1024 * 1024
+    request_log: Path | None = None
     organizations: dict[str, Organization] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
