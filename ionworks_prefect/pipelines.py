@@ -42,7 +42,8 @@ from .pipeline_config import (
 )
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
-from .status_poller import PIPELINES, StatusPoller
+from .status_poller import StatusPoller
+from .status_reads import PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
 
 

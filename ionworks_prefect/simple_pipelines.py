@@ -17,7 +17,8 @@ from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
 from .pipelines import SubmissionCache, raise_for_failure, run_from_record, submit_prepared
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
-from .status_poller import SIMPLE_PIPELINES, StatusPoller, resource_path
+from .status_poller import StatusPoller
+from .status_reads import SIMPLE_PIPELINES, resource_path
 from .waiting import PollSchedule, wait_until_terminal
 
 _RESULT_ELEMENTS = ("data_fit", "array_data_fit", "validation")

@@ -18,7 +18,8 @@ from .exceptions import InvalidSimulationConfig, ResultNotReady, SimulationFaile
 from .measurement_data import as_polars
 from .results import SimulationResult, SimulationRun
 from .retries import ionworks_task
-from .status_poller import SIMULATIONS, StatusPoller, Summarize
+from .status_poller import StatusPoller, Summarize
+from .status_reads import SIMULATIONS
 from .waiting import PollSchedule, Snapshot, wait_until_terminal
 
 
