@@ -62,7 +62,7 @@ class Watch:
         """Ids not yet seen in a terminal state."""
         return [i for i in self.ids if i not in self.latest or not self.latest[i].is_terminal]
 
-    def receive(self, outcomes: Mapping[str, Outcome], observed_at: float) -> None:
+    def receive(self, outcomes: Mapping[str, Outcome], tick_started: float) -> None:
         """Take one tick's outcomes for this watch's open ids and schedule its next read."""
         pause = next(self._delays)
         fresh = False
@@ -74,7 +74,7 @@ class Watch:
             elif outcome is not None:
                 self.latest[resource_id] = outcome
             fresh = fresh or outcome is not None
-        self.due = observed_at + pause
+        self.due = tick_started + pause
         if fresh:
             self._fresh.set()
 
@@ -167,9 +167,8 @@ class StatusPoller:
         results = await asyncio.gather(*(self._read(resource, scope, sorted(ids))
                                          for (resource, scope), ids in groups.items()))
         outcomes = dict(zip(groups, results))
-        observed_at = asyncio.get_running_loop().time()
-        for watch in watches:
-            watch.receive(outcomes[(watch.resource, watch.scope)], observed_at)
+        for watch in watches:  # next reads count from this tick's start, so slow answers do not stretch ticks
+            watch.receive(outcomes[(watch.resource, watch.scope)], self._last_tick)
 
     async def _read(self, resource: Resource, scope: str | None, ids: list[str]) -> dict[str, Outcome]:
         now = asyncio.get_running_loop().time()
