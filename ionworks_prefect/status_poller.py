@@ -78,10 +78,16 @@ class Watch:
         if fresh:
             self._fresh.set()
 
+    def fail(self, error: Exception) -> None:
+        """Make the next :meth:`next` raise ``error``."""
+        self._error = error
+        self._fresh.set()
+
     async def next(self, timeout: float) -> Snapshot:
         """The summary after the next tick that brought news; raises that tick's error, or ``TimeoutError``."""
         self.poller.ensure_running()
-        await asyncio.wait_for(self._fresh.wait(), max(timeout, 0.0))
+        if not self._fresh.is_set():
+            await asyncio.wait_for(self._fresh.wait(), max(timeout, 0.0))
         self._fresh.clear()
         error, self._error = self._error, None
         if error is not None:
@@ -143,6 +149,15 @@ class StatusPoller:
         """Start the polling task if it is not running (it ends by itself when no wait is registered)."""
         if self._watches and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
+            self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task) -> None:
+        """If the polling task died, hand its error to every wait rather than leave them waiting for nothing."""
+        if task.cancelled() or task.exception() is None:
+            return
+        _log.error("The Ionworks status poller stopped: %r", task.exception())
+        for watch in self._watches:
+            watch.fail(IonworksPrefectError(f"The status poller stopped: {task.exception()!r}"))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

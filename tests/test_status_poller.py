@@ -15,18 +15,24 @@ from datetime import datetime
 import pytest
 from prefect import flow
 
+from ionworks import Ionworks
+
 from ionworks_prefect import (
     InvalidResourceId,
     IonworksCredentials,
     IonworksNotFound,
+    IonworksPrefectError,
     PollSchedule,
+    WaitTimedOut,
     run_simulation,
     upload_measurement,
     wait_for_pipeline,
 )
 from ionworks_prefect.local_sandbox import LocalSandbox
 from ionworks_prefect.pipelines import await_pipeline
-from ionworks_prefect.status_reads import check_resource_id, resource_path
+from ionworks_prefect.status_poller import StatusPoller
+from ionworks_prefect.status_reads import StatusReader, check_resource_id, resource_path
+from ionworks_prefect.waiting import Snapshot, wait_until_terminal
 from ionworks_sandbox.request_log import read_request_log
 
 from .fault_proxy import FaultProxy
@@ -46,8 +52,6 @@ def _seconds(stamp: str) -> float:
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory):
     """A sandbox of its own with one worker and a request log; yields (sandbox, client, credentials, log path)."""
-    from ionworks import Ionworks
-
     root = tmp_path_factory.mktemp("counted")
     log = root / "requests.tsv"
     with LocalSandbox(root / "data", ["poller-key"], workers=1, extra_args=["--request-log", str(log)]) as sandbox:
@@ -178,3 +182,43 @@ async def test_failing_simulation_status_reads_are_ridden_out(proxied):
     assert result.metrics and result.time_series.height > 0
     outcomes = [h.outcome for h in proxy.hits[seen:] if h.path == "/simulations/statuses"]
     assert outcomes[:2] == ["503", "503"] and "200" in outcomes
+
+
+class _Broken:
+    """A resource whose answer the poller cannot use (not a mapping): the poller's own task fails."""
+
+    noun = "broken thing"
+
+    async def read(self, reader, scope, ids, *, batched):
+        return None
+
+
+class _Stuck:
+    """A resource that is always running."""
+
+    noun = "stuck thing"
+
+    async def read(self, reader, scope, ids, *, batched):
+        return {i: Snapshot(status="running", is_terminal=False, is_failed=False) for i in ids}
+
+
+def _poller() -> StatusPoller:
+    return StatusPoller(StatusReader(Ionworks(api_url="http://127.0.0.1:9", api_key="unused")))
+
+
+async def test_a_failed_poller_hands_its_error_to_every_wait():
+    poller = _poller()
+    with poller.watch(_Broken(), ["a"], schedule=SCHEDULE) as one, poller.watch(_Broken(), ["b"], schedule=SCHEDULE) as two:
+        for watch in (one, two):
+            with pytest.raises(IonworksPrefectError, match="status poller stopped"):
+                await watch.next(timeout=5)
+
+
+async def test_a_timed_out_wait_carries_the_last_status_and_leaves_the_poller():
+    poller = _poller()
+    with poller.watch(_Stuck(), ["slow-1"], schedule=SCHEDULE) as watch:
+        with pytest.raises(WaitTimedOut) as caught:
+            await wait_until_terminal("stuck thing slow-1", watch, max_wait_seconds=0.5)
+    assert (caught.value.resource_id, caught.value.last_status) == ("slow-1", "running")
+    await asyncio.sleep(0.3)
+    assert poller._task.done()  # no wait left: the polling task ended
