@@ -87,28 +87,48 @@ class Snapshot:
 
 
 class _Progress:
-    """A Prefect progress artifact, created on first report and updated on change; a no-op outside a task."""
+    """A Prefect progress artifact, created on first report and updated on change; a no-op outside a task.
+
+    Reports never hold up the wait: the artifact is written by a background task in the wait's context that
+    sends only the latest state, so a slow Prefect API delays the artifact, not noticing the next status. A
+    finished wait gives the final write ``FLUSH_SECONDS`` before it returns; a slower write lands afterwards.
+    """
+
+    FLUSH_SECONDS = 1.0
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.enabled = TaskRunContext.get() is not None
         self.artifact_id: UUID | None = None
-        self.last: tuple[float, str] | None = None
+        self.wanted: tuple[float, str] | None = None
+        self.sent: tuple[float, str] | None = None
+        self._sender: asyncio.Task | None = None
 
-    async def report(self, snapshot: Snapshot) -> None:
+    def report(self, snapshot: Snapshot) -> None:
+        """Ask for the artifact to show ``snapshot``; returns at once."""
         if not self.enabled:
             return
-        state = (snapshot.progress_percent(), f"{self.label}: {snapshot.describe()}")
-        if state == self.last:
-            return
-        try:
-            if self.artifact_id is None:
-                self.artifact_id = await acreate_progress_artifact(progress=state[0], description=state[1])
-            else:
-                await aupdate_progress_artifact(self.artifact_id, progress=state[0], description=state[1])
-            self.last = state
-        except Exception as exc:  # noqa: BLE001 - progress reporting never fails a wait
-            _log.warning("Could not update the progress artifact for %s: %s", self.label, exc)
+        self.wanted = (snapshot.progress_percent(), f"{self.label}: {snapshot.describe()}")
+        if self.wanted != self.sent and (self._sender is None or self._sender.done()):
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def flush(self) -> None:
+        """Wait (at most ``FLUSH_SECONDS``) until the latest state is written or failed to be."""
+        if self._sender is not None:
+            await asyncio.wait([self._sender], timeout=self.FLUSH_SECONDS)
+
+    async def _send(self) -> None:
+        while self.wanted != self.sent:
+            state = self.wanted
+            try:
+                if self.artifact_id is None:
+                    self.artifact_id = await acreate_progress_artifact(progress=state[0], description=state[1])
+                else:
+                    await aupdate_progress_artifact(self.artifact_id, progress=state[0], description=state[1])
+            except Exception as exc:  # noqa: BLE001 - progress reporting never fails a wait
+                _log.warning("Could not update the progress artifact for %s: %s", self.label, exc)
+                return
+            self.sent = state
 
 
 async def _cancel_remote(label: str, cancel: Callable[[], Any]) -> None:
@@ -158,8 +178,9 @@ async def wait_until_terminal(
             if last is None or snapshot.status != last.status:
                 logger.info("%s is %s", label, snapshot.describe())
             last = snapshot
-            await progress.report(snapshot)
+            progress.report(snapshot)
             if snapshot.is_terminal:
+                await progress.flush()
                 return snapshot
     except (asyncio.CancelledError, TerminationSignal, KeyboardInterrupt):
         if cancel is not None and not (last and last.is_terminal):
