@@ -43,7 +43,7 @@ from .pipeline_config import (
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .status_reads import PIPELINES
+from .status_reads import PIPELINES, resource_path
 from .waiting import PollSchedule, wait_until_terminal
 
 
@@ -204,7 +204,8 @@ async def await_pipeline(
     with poller.watch(PIPELINES, [pipeline_id], scope=project_id or client.project_id, schedule=schedule) as watch:
         final = await wait_until_terminal(
             f"Ionworks pipeline {pipeline_id}", watch,
-            cancel=lambda: client.pipeline.cancel(pipeline_id), max_wait_seconds=max_wait_seconds,
+            cancel=lambda: call("cancel pipeline", client.post, resource_path("/pipelines", pipeline_id) + "/cancel", {}),
+            max_wait_seconds=max_wait_seconds,
         )
     run = run_from_record(final.raw, url=_url(client, pipeline_id), config_hash=config_hash)
     emit_pipeline_finished(client.api_url, run, measurement_ids or [])
