@@ -110,7 +110,8 @@ class StatusPoller:
     """Reads the status of every registered wait's resources, batched, on the event loop it was made for.
 
     Example:
-        >>> with StatusPoller.for_client(client).watch(PIPELINES, [pipeline_id], scope=project_id) as watch:
+        >>> poller = StatusPoller.for_client(client)
+        >>> with poller.watch(PIPELINES, [pipeline_id], schedule=PollSchedule(), scope=project_id) as watch:
         ...     snapshot = await watch.next(timeout=60)
     """
 
