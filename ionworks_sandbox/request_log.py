@@ -13,7 +13,7 @@ from typing import Any
 
 
 class RequestLogMiddleware:
-    """Append one line per request to ``path`` once its answer has been sent."""
+    """Append one line per request to ``path`` as its answer's last part is sent."""
 
     def __init__(self, app: Any, path: Path) -> None:
         self.app = app
@@ -27,22 +27,31 @@ class RequestLogMiddleware:
             return
         started, clock = time.time(), time.perf_counter()
         status = 0
+        written = False
+
+        def write() -> None:
+            nonlocal written
+            target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            if scope.get("query_string"):
+                target += "?" + scope["query_string"].decode("latin-1")
+            millis = (time.perf_counter() - clock) * 1e3
+            with self._lock:
+                self._file.write(f"{started:.6f}\t{scope['method']}\t{target}\t{status}\t{millis:.3f}\n")
+            written = True
 
         async def recording_send(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                write()  # before the client has the whole answer, so a line is there once a call returns
             await send(message)
 
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-            if scope.get("query_string"):
-                target += "?" + scope["query_string"].decode("latin-1")
-            line = f"{started:.6f}\t{scope['method']}\t{target}\t{status}\t{(time.perf_counter() - clock) * 1e3:.3f}\n"
-            with self._lock:
-                self._file.write(line)
+            if not written:
+                write()
 
 
 def read_request_log(path: Path) -> list[tuple[float, str, str, int, float]]:
