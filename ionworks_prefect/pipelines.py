@@ -227,7 +227,7 @@ async def wait_for_pipeline(
     """Wait until the pipeline is terminal; raises :class:`PipelineFailed`/:class:`PipelineCanceled`/:class:`WaitTimedOut`.
 
     Waits gathered in one flow share one status poller: each tick lists the project's unfinished pipelines in
-    one request and reads on its own only each pipeline that left that list.
+    one request, and the waited ones that left that list by id in one more.
 
     Example:
         >>> final = await wait_for_pipeline(run.id, max_wait_seconds=900)

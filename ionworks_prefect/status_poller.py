@@ -1,9 +1,9 @@
 """One status poller per event loop and credentials: every wait registers with it, each tick reads them all.
 
 A tick reads the status of every outstanding resource in as few requests as the API allows
-(``status_reads.py``: one list of a project's unfinished pipelines, one batch status request per 1,000
-simulations, plus one read per resource that finished), so N waits cost O(1) requests per tick plus one read
-per completion. A tick is due when the most urgent wait's :class:`~ionworks_prefect.waiting.PollSchedule` says
+(``status_reads.py``: one list of a project's unfinished pipelines and one list by id of the watched ones that
+left it, one batch status request per 1,000 simulations plus one read of each that completed), so N waits cost
+O(1) requests per tick. A tick is due when the most urgent wait's :class:`~ionworks_prefect.waiting.PollSchedule` says
 so (never sooner after the last tick than the smallest ``first`` delay among the waits), and every registered
 wait gets the fresh status. A transient error on a read reaches only the waits that read was for; they log it
 and keep waiting. A batch read the service refuses outright (4xx) makes that project's resources be read one

@@ -2,7 +2,9 @@
 
 - pipelines and simple pipelines: the project's ``pending``/``running`` ones through the list filter the
   official client documents (``status=in.(pending,running)``, one page of up to 1,000 pipelines or 100 simple
-  pipelines), then one read of each watched id that is not in that set (it finished, or lives elsewhere);
+  pipelines); the watched pipelines that left that set (they finished, or live elsewhere) are listed by id in
+  one more request (``id=in.(...)``, up to 50 ids a request; simple pipelines have no ``id`` filter), and any
+  still missing is read on its own;
 - simulations: ``POST /simulations/statuses`` chunked at its 1,000-id limit, then one read of each simulation
   whose job completed (a simulation is done only once its record has results, ``storage_folder``).
 
@@ -13,6 +15,7 @@ Records are checked against the official client's pydantic models; ids are check
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Union
@@ -35,6 +38,10 @@ OPEN_STATUSES = ("pending", "running")
 FAILED_JOB_STATUSES = frozenset({"failed", "canceled"})
 #: The most ids ``POST /simulations/statuses`` answers per request (``ionworks.simulation._STATUSES_PAGE_SIZE``).
 STATUSES_CHUNK = 1000
+#: Ids per ``id=in.(...)`` list read: ~2 kB of query for UUIDs, well inside common URL limits.
+IDS_PER_LIST = 50
+#: Ids that can stand in an ``in.(...)`` list as they are (no commas, parentheses or quotes); others are read alone.
+_LISTABLE_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def check_resource_id(resource_id: Any) -> str:
@@ -128,6 +135,8 @@ class ListedResource:
     envelope: str
     offset_param: str
     page_size: int
+    #: Whether the client's ``list`` documents an ``id`` filter for this resource.
+    id_filter: bool
 
     def snapshot(self, record: Any) -> Snapshot:
         """The snapshot of one record, checked against the client's model first."""
@@ -139,13 +148,13 @@ class ListedResource:
                                        action=f"get {self.noun}") from exc
         return Snapshot.from_record(record)
 
-    async def open_records(self, reader: StatusReader, project_id: str) -> dict[str, Any]:
-        """Every pending or running record of the project, by id (all pages), with the client's parameter names."""
+    async def _list(self, reader: StatusReader, project_id: str, limit: int, **filters: Any) -> dict[str, Any]:
+        """The project's records matching ``filters`` (all pages), by id, with the client's parameter names."""
         found: dict[str, Any] = {}
         offset = 0
         while True:
-            query = urlencode({"project_id": project_id, "limit": self.page_size, self.offset_param: offset,
-                               "status": f"in.({','.join(OPEN_STATUSES)})", "order_by": "created_at", "order": "asc"})
+            query = urlencode({"project_id": project_id, "limit": limit, self.offset_param: offset, **filters,
+                               "order_by": "created_at", "order": "asc"})
             answer = await reader.get_json(f"{self.collection}?{query}", f"list {self.noun}s")
             items, total = _page(answer, self.envelope, f"list {self.noun}s")
             found.update((item["id"], item) for item in items if isinstance(item, dict) and isinstance(item.get("id"), str))
@@ -154,12 +163,15 @@ class ListedResource:
                 return found
 
     async def read(self, reader: StatusReader, scope: str | None, ids: list[str], *, batched: bool) -> dict[str, Outcome]:
-        listed = await self.open_records(reader, scope) if batched and scope else {}
-        outcomes: dict[str, Outcome] = {}
-        for resource_id in ids:
-            if resource_id in listed:
-                outcomes[resource_id] = self._outcome(listed[resource_id])
-        rest = [i for i in ids if i not in listed]
+        found: dict[str, Any] = {}
+        if batched and scope:
+            found = await self._list(reader, scope, self.page_size, status=f"in.({','.join(OPEN_STATUSES)})")
+            left = [i for i in ids if i not in found and _LISTABLE_ID.fullmatch(i)] if self.id_filter else []
+            for start in range(0, len(left), IDS_PER_LIST):
+                chunk = left[start:start + IDS_PER_LIST]
+                found.update(await self._list(reader, scope, len(chunk), id=f"in.({','.join(chunk)})"))
+        outcomes = {i: self._outcome(found[i]) for i in ids if i in found}
+        rest = [i for i in ids if i not in found]
         records = await _gather(reader.get_json(resource_path(self.collection, i), f"get {self.noun}") for i in rest)
         outcomes.update((i, r if isinstance(r, Exception) else self._outcome(r)) for i, r in zip(rest, records))
         return outcomes
@@ -234,9 +246,9 @@ class SimulationResource:
         return outcomes
 
 
-PIPELINES = ListedResource("/pipelines", "pipeline", PipelineSubmissionResponse, "pipelines", "skip", 1000)
-#: ``limit`` is at most 100 for simple pipelines (the client's ``list`` docstring).
+PIPELINES = ListedResource("/pipelines", "pipeline", PipelineSubmissionResponse, "pipelines", "skip", 1000, True)
+#: ``limit`` is at most 100 for simple pipelines, and there is no ``id`` filter (the client's ``list`` docstring).
 SIMPLE_PIPELINES = ListedResource("/simple_pipelines", "simple pipeline", SimplePipelineSubmissionResponse, "items",
-                                  "offset", 100)
+                                  "offset", 100, False)
 SIMULATIONS = SimulationResource()
 Resource = Union[ListedResource, SimulationResource]
