@@ -181,13 +181,15 @@ class Side:
         return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
 
     def describe(self) -> str:
-        lists = sum(1 for r in self.requests if "?" in r[2])
+        lists = sum(1 for r in self.requests if "status=in." in r[2])
+        by_id = sum(1 for r in self.requests if "id=in." in r[2])
         server = sorted(r[4] for r in self.requests)
         seen = (f" (seen by the poller: max {max(self.seen_late):.2f} s / median "
                 f"{statistics.median(self.seen_late):.2f} s after the job finished or the wait began; all "
                 f"{len(self.waiting_since)} waits began within {self.start_up:.1f} s; longest gap between "
                 f"ticks {self.tick_gap:.2f} s)") if self.seen_late else ""
-        return (f"{self.name}: {len(self.requests)} status requests ({lists} list reads), completions noticed "
+        kinds = f"{lists} lists of unfinished pipelines, {by_id} lists by id, {len(self.requests) - lists - by_id} single reads"
+        return (f"{self.name}: {len(self.requests)} status requests ({kinds}), completions noticed "
                 f"max {max(self.late):.2f} s / median {statistics.median(self.late):.2f} s late{seen}, "
                 f"+{self.threads_peak - self.threads_before} threads, p99 status read {self.p99():.3f} s "
                 f"(max {max(self.read_seconds):.3f} s; sandbox median {statistics.median(server):.1f} ms, "
@@ -268,7 +270,7 @@ def settle(side: Side, client: Ionworks, log: Path) -> None:
     started = [seconds(jobs[job_of[i]]["started_at"]) for i in side.ids]
     side.late = [side.noticed[i] - max(finished[i], side.started) for i in side.ids]
     side.seen_late = [side.seen[i] - max(finished[i], side.waiting_since[i]) for i in side.ids if i in side.seen]
-    ticks = sorted(r[0] for r in side.requests if "?" in r[2])
+    ticks = sorted(r[0] for r in side.requests if "status=in." in r[2])
     side.tick_gap = max((b - a for a, b in zip(ticks, ticks[1:])), default=0.0)
     if side.waiting_since:
         side.start_up = max(side.waiting_since.values()) - side.started
