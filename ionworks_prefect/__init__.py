@@ -13,6 +13,7 @@ from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
 from .exceptions import (
     InvalidMeasurementError,
     InvalidPipelineConfig,
+    InvalidResourceId,
     InvalidSimulationConfig,
     IonworksNotFound,
     IonworksPrefectError,
@@ -121,6 +122,7 @@ __all__ = [
     "MeasurementSanityError",
     "UnsupportedCyclerFile",
     "InvalidPipelineConfig",
+    "InvalidResourceId",
     "InvalidSimulationConfig",
     "MeasurementNameTaken",
     "MeasurementProcessingFailed",

@@ -52,6 +52,14 @@ class IonworksTransientError(IonworksRequestError):
         self.retry_after = retry_after
 
 
+class InvalidResourceId(IonworksPrefectError, ValueError):
+    """An Ionworks id is empty or cannot name one resource in a URL; nothing was sent."""
+
+    def __init__(self, message: str, *, resource_id: Any) -> None:
+        super().__init__(message)
+        self.resource_id = resource_id
+
+
 class InvalidPipelineConfig(IonworksPrefectError):
     """The pipeline configuration is malformed or references data that cannot be used."""
 

@@ -42,14 +42,18 @@ from .pipeline_config import (
 )
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
-from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
-
-DONE_ELEMENT_STATUSES = frozenset({"completed", "skipped"})
+from .status_poller import StatusPoller
+from .status_reads import PIPELINES, resource_path
+from .waiting import PollSchedule, wait_until_terminal
 
 
 def run_from_record(record: dict[str, Any], *, url: str | None = None, config_hash: str | None = None,
                     reattached: bool = False) -> PipelineRun:
-    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline)."""
+    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline).
+
+    ``created_at``/``updated_at`` are in the simple-pipeline model only; for pipelines they are read when the
+    service sends them and stay ``None`` otherwise (both are optional on :class:`PipelineRun`).
+    """
     return PipelineRun(
         id=record["id"], name=record.get("name"), description=record.get("description"),
         status=record["status"], error=record.get("error"), is_terminal=record["is_terminal"],
@@ -173,18 +177,6 @@ def submit_pipeline(
     return run
 
 
-async def _pipeline_snapshot(reader: StatusReader, pipeline_id: str) -> Snapshot:
-    record = await reader.get_json(f"/pipelines/{pipeline_id}", "get pipeline")
-    snapshot = Snapshot.from_record(record)
-    if not snapshot.is_terminal:
-        elements = await reader.get_json(f"/pipelines/{pipeline_id}/elements", "list pipeline elements")
-        costs = [(e.get("progress") or {}).get("best_cost") for e in elements]
-        snapshot.total = len(elements)
-        snapshot.completed = sum(e.get("status") in DONE_ELEMENT_STATUSES for e in elements)
-        snapshot.best_cost = min((c for c in costs if c is not None), default=None)
-    return snapshot
-
-
 def raise_for_failure(run: PipelineRun, label: str = "Pipeline") -> None:
     """Raise :class:`PipelineCanceled` or :class:`PipelineFailed` for a failed terminal run."""
     if run.is_failed:
@@ -201,15 +193,20 @@ async def await_pipeline(
     schedule: PollSchedule,
     measurement_ids: list[str] | None = None,
     config_hash: str | None = None,
+    project_id: str | None = None,
 ) -> PipelineRun:
-    """Wait for a pipeline without raising on failure; emits the completion event."""
-    reader = StatusReader(client)
-    final = await wait_until_terminal(
-        f"Ionworks pipeline {pipeline_id}", pipeline_id,
-        lambda: _pipeline_snapshot(reader, pipeline_id),
-        cancel=lambda: client.pipeline.cancel(pipeline_id),
-        max_wait_seconds=max_wait_seconds, schedule=schedule,
-    )
+    """Wait for a pipeline without raising on failure; emits the completion event.
+
+    The wait shares its event loop's status poller: ``project_id`` (default: the client's) is the project whose
+    unfinished pipelines it lists each tick; a pipeline of another project is still seen, read on its own.
+    """
+    poller = StatusPoller.for_client(client)
+    with poller.watch(PIPELINES, [pipeline_id], scope=project_id or client.project_id, schedule=schedule) as watch:
+        final = await wait_until_terminal(
+            f"Ionworks pipeline {pipeline_id}", watch,
+            cancel=lambda: call("cancel pipeline", client.post, resource_path("/pipelines", pipeline_id) + "/cancel", {}),
+            max_wait_seconds=max_wait_seconds,
+        )
     run = run_from_record(final.raw, url=_url(client, pipeline_id), config_hash=config_hash)
     emit_pipeline_finished(client, run, measurement_ids or [])
     return run
@@ -228,6 +225,9 @@ async def wait_for_pipeline(
     raise_on_failure: bool = True,
 ) -> PipelineRun:
     """Wait until the pipeline is terminal; raises :class:`PipelineFailed`/:class:`PipelineCanceled`/:class:`WaitTimedOut`.
+
+    Waits gathered in one flow share one status poller: each tick lists the project's unfinished pipelines in
+    one request, and the waited ones that left that list by id in one more.
 
     Example:
         >>> final = await wait_for_pipeline(run.id, max_wait_seconds=900)
@@ -306,7 +306,8 @@ async def run_pipeline(
     submitted = await acall("submit pipeline", submit_prepared, client, prepared, project_id=project_id, force=force)
     run_logger().info("Ionworks pipeline %s: %s", submitted.id, submitted.url or "")
     run = await await_pipeline(client, submitted.id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule,
-                               measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash)
+                               measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash,
+                               project_id=project_id or prepared.get("project_id"))
     raise_for_failure(run)
     result = await acall("fetch pipeline result", read_result, client, submitted.id)
     return result.model_copy(update={"config": prepared})

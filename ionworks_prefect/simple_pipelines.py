@@ -17,7 +17,9 @@ from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
 from .pipelines import SubmissionCache, raise_for_failure, run_from_record, submit_prepared
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
-from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+from .status_poller import StatusPoller
+from .status_reads import SIMPLE_PIPELINES, resource_path
+from .waiting import PollSchedule, wait_until_terminal
 
 _RESULT_ELEMENTS = ("data_fit", "array_data_fit", "validation")
 
@@ -73,18 +75,18 @@ def submit_simple_pipeline(
     return run
 
 
-async def _await_simple(client: Ionworks, pipeline_id: str, max_wait_seconds: float,
-                        schedule: PollSchedule) -> dict[str, Any]:
-    reader = StatusReader(client)
-
-    async def poll() -> Snapshot:
-        return Snapshot.from_record(await reader.get_json(f"/simple_pipelines/{pipeline_id}", "get simple pipeline"))
-
-    final = await wait_until_terminal(
-        f"Ionworks simple pipeline {pipeline_id}", pipeline_id, poll,
-        cancel=lambda: call("cancel simple pipeline", client.post, f"/simple_pipelines/{pipeline_id}/cancel", {}),
-        max_wait_seconds=max_wait_seconds, schedule=schedule,
-    )
+async def _await_simple(client: Ionworks, pipeline_id: str, max_wait_seconds: float, schedule: PollSchedule,
+                        project_id: str | None = None) -> dict[str, Any]:
+    """Wait on the shared status poller (one list of the project's unfinished simple pipelines per tick)."""
+    poller = StatusPoller.for_client(client)
+    with poller.watch(SIMPLE_PIPELINES, [pipeline_id], scope=project_id or client.project_id,
+                      schedule=schedule) as watch:
+        final = await wait_until_terminal(
+            f"Ionworks simple pipeline {pipeline_id}", watch,
+            cancel=lambda: call("cancel simple pipeline", client.post,
+                                resource_path("/simple_pipelines", pipeline_id) + "/cancel", {}),
+            max_wait_seconds=max_wait_seconds,
+        )
     return final.raw
 
 
@@ -134,6 +136,7 @@ async def run_simple_pipeline(
     prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
     submitted = await acall("submit simple pipeline", submit_prepared, client, prepared, project_id=project_id,
                             force=force, simple=True)
-    record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule)
+    record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule,
+                                 project_id or prepared.get("project_id"))
     raise_for_failure(run_from_record(record), "Simple pipeline")
     return _result(record, prepared)
