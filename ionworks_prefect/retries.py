@@ -50,25 +50,39 @@ def rate_limited(limit: str | None) -> Iterator[None]:
         _rate_limit.reset(token)
 
 
+def take_rate_limit_slot() -> None:
+    """Take a slot of the active :func:`rate_limited` limit, if any (blocking)."""
+    if (limit := _rate_limit.get()) is not None:
+        from prefect.concurrency.sync import rate_limit
+
+        rate_limit(limit, strict=True)
+
+
+async def atake_rate_limit_slot() -> None:
+    """Take a slot of the active :func:`rate_limited` limit, if any."""
+    if (limit := _rate_limit.get()) is not None:
+        from prefect.concurrency.asyncio import rate_limit
+
+        await rate_limit(limit, strict=True)
+
+
 def _limited(fn: F) -> F:
-    """``fn`` taking a rate-limit slot first when :func:`rate_limited` is active (same signature)."""
+    """``fn`` taking a rate-limit slot first when :func:`rate_limited` is active (same signature).
+
+    The wrappers reach the context variable only through module-level functions, so a flow that uses the task
+    still pickles (Prefect's runner sends the flow to its subprocess with cloudpickle).
+    """
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            if (limit := _rate_limit.get()) is not None:
-                from prefect.concurrency.asyncio import rate_limit
-
-                await rate_limit(limit, strict=True)
+            await atake_rate_limit_slot()
             return await fn(*args, **kwargs)
 
         return run_async  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if (limit := _rate_limit.get()) is not None:
-            from prefect.concurrency.sync import rate_limit
-
-            rate_limit(limit, strict=True)
+        take_rate_limit_slot()
         return fn(*args, **kwargs)
 
     return run  # type: ignore[return-value]

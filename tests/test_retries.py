@@ -170,3 +170,12 @@ def test_async_and_sync_tasks_retry_transient_errors_only(prefect_server):
     first, second, failed = asyncio.run(exercise())
     assert (first, second, failed.is_failed()) == ("ok", "ok", True)
     assert calls == {"async": 3, "sync": 2, "permanent": 1}
+
+
+def test_a_flow_using_the_tasks_pickles_for_the_runners_subprocess():
+    import cloudpickle
+
+    from ionworks_prefect.flows import fleet_refit, nightly_refit
+
+    for flow_object in (nightly_refit, fleet_refit):
+        assert cloudpickle.loads(cloudpickle.dumps(flow_object)).name == flow_object.name
