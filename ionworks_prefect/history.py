@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import quote, unquote
@@ -155,12 +156,19 @@ def latest_per_test(records: list[FitRecord]) -> list[FitRecord]:
 
 def read_fitted_sets(client: Ionworks, records: list[FitRecord], label: str,
                      known: dict[str, FittedParameterSet] | None = None) -> list[FittedParameterSet]:
-    """The fitted parameter set of each record, in the records' order; ``known`` sets (by pipeline id) are not read."""
+    """The fitted parameter set of each record, in the records' order; ``known`` sets (by pipeline id) are not read.
+
+    The results are read concurrently (a few threads), so a long history costs about one read's time.
+    """
     known = known or {}
-    return [known.get(r.pipeline_id) or FittedParameterSet.from_pipeline_result(
-                read_result(client, r.pipeline_id), cell=label, test=r.test, tested_at=r.tested_at,
-                equivalent_full_cycles=r.equivalent_full_cycles)
-            for r in records]
+
+    def read(record: FitRecord) -> FittedParameterSet:
+        return known.get(record.pipeline_id) or FittedParameterSet.from_pipeline_result(
+            read_result(client, record.pipeline_id), cell=label, test=record.test, tested_at=record.tested_at,
+            equivalent_full_cycles=record.equivalent_full_cycles)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(records)))) as pool:
+        return list(pool.map(read, records))
 
 
 def history_frame(sets: list[FittedParameterSet]) -> pl.DataFrame:

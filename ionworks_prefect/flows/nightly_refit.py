@@ -41,17 +41,18 @@ from ionworks_prefect import (
 )
 from ionworks_prefect._calls import acall
 from ionworks_prefect.artifacts import publish_unchanged
-from ionworks_prefect.cell_tests import (
-    CellIdentity,
-    CellTest,
-    cell_label,
-    gather_cell_tests,
-    identify_cell,
-)
+from ionworks_prefect.cell_tests import CellIdentity, CellTest, cell_label, find_cell, read_cell_tests
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.events import emit_fit_verdict, slug
 from ionworks_prefect.fleet import fleet_row, publish_fleet_summary
-from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
+from ionworks_prefect.history import (
+    FitRecord,
+    fit_key,
+    fit_marker,
+    latest_per_test,
+    list_fit_records,
+    read_fitted_sets,
+)
 from ionworks_prefect.pipelines import read_result
 from ionworks_prefect.refit_pipeline import (
     KINETIC_DRIFT_THRESHOLDS,
@@ -64,6 +65,7 @@ from ionworks_prefect.refit_pipeline import (
     refit_recipe,
     with_validation,
 )
+from ionworks_prefect.reports import warm_up_plotting
 from ionworks_prefect.retries import ionworks_task, rate_limited
 from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
@@ -120,20 +122,44 @@ def joint_test(tests: list[CellTest]) -> CellTest:
                     equivalent_full_cycles=max(cycles) if cycles else None)
 
 
-@ionworks_task(name="Read refit history",
-               description="The cell's per-test refit pipelines in Ionworks, and which tests are fitted already.")
-def fitted_keys(cell_instance_id: str, credentials: Optional[str] = None) -> dict[str, str]:
-    """Fit key -> pipeline id of every successful refit of the cell (the tests already fitted)."""
+class RefitState(BaseModel):
+    """What decides a night's refit: the cell, its tests, and the refit pipelines Ionworks holds for it."""
+
+    cell: CellIdentity
+    tests: list[CellTest]
+    records: list[FitRecord] = Field(description="The cell's refit pipelines, newest first.")
+
+    @property
+    def done(self) -> dict[str, str]:
+        """Fit key -> pipeline id of every successful refit (the tests already fitted)."""
+        return {r.fit_key: r.pipeline_id for r in self.records if r.succeeded}
+
+
+@ionworks_task(name="Read refit state", description="The cell, its tests and the refit pipelines Ionworks holds.")
+def read_refit_state(cell: Union[str, CellTarget], credentials: Optional[str] = None) -> RefitState:
+    """The cell's identity, its reference performance tests and its refit pipelines, in one task.
+
+    Raises :class:`NoMeasurements` when the cell does not exist or has no processed time series.
+    """
     client = resolve_credentials(credentials).get_client()
-    return {r.fit_key: r.pipeline_id for r in list_fit_records(client, cell_instance_id) if r.succeeded}
+    identity = find_cell(client, cell)
+    if identity is None:
+        raise NoMeasurements(f"No cell {cell_label(cell)!r} in Ionworks, so no measurement to fit")
+    tests = read_cell_tests(client, identity.instance_id)
+    if not tests:
+        raise NoMeasurements(f"No processed time-series measurement found for {identity.label!r}")
+    return RefitState(cell=identity, tests=tests, records=list_fit_records(client, identity.instance_id))
 
 
 @ionworks_task(name="Read fitted history", description="The fitted set of every test of the cell, oldest first.")
 def fitted_history(cell_instance_id: str, label: str, known: dict[str, FittedParameterSet],
-                   credentials: Optional[str] = None) -> list[FittedParameterSet]:
-    """The newest successful fit of each test, read from Ionworks (``known`` sets by pipeline id are reused)."""
+                   records: Optional[list[FitRecord]] = None, credentials: Optional[str] = None
+                   ) -> list[FittedParameterSet]:
+    """The newest successful fit of each test (``records``, else listed again), read from Ionworks; ``known`` sets
+    by pipeline id are reused."""
     client = resolve_credentials(credentials).get_client()
-    return read_fitted_sets(client, latest_per_test(list_fit_records(client, cell_instance_id)), label, known)
+    records = records if records is not None else list_fit_records(client, cell_instance_id)
+    return read_fitted_sets(client, latest_per_test(records), label, known)
 
 
 @ionworks_task(name="Read fitted set", description="One finished refit pipeline's fitted parameter set.")
@@ -207,8 +233,12 @@ async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, st
     """
     fitted: dict[str, FittedParameterSet] = {}
     failures: list[str] = []
+    plotting = None
 
     async def attempt(batch: list[CellTest], batch_recipe: dict, ocp_knots: Optional[dict[str, float]]) -> None:
+        nonlocal plotting
+        if batch and plotting is None:  # the report's plots need matplotlib: import it while Ionworks fits
+            plotting = asyncio.get_running_loop().run_in_executor(None, warm_up_plotting)
         outcomes = await asyncio.gather(*(_fit(t, batch_recipe, {**build, "ocp_knots": ocp_knots}, label, credentials,
                                                max_wait_seconds) for t in batch), return_exceptions=True)
         for test, outcome in zip(batch, outcomes, strict=True):
@@ -300,28 +330,26 @@ async def nightly_refit(
         ```
     """
     logger = get_run_logger()
-    identity = identify_cell(cell, credentials)
-    if identity is None:
-        raise NoMeasurements(f"No cell {cell_label(cell)!r} in Ionworks, so no measurement to fit")
-    label = identity.label
     with rate_limited(rate_limit):
-        tests = gather_cell_tests(identity.instance_id, credentials)
-        if not tests:
-            raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
-        if joint:
-            tests = [joint_test(tests)]
+        state = read_refit_state(cell, credentials)
+        identity, label = state.cell, state.cell.label
+        tests = [joint_test(state.tests)] if joint else state.tests
         build = {"parameters": parameters, "pipeline_file": pipeline_file, "model": model}
-        fitted, failures, due = await _fit_new_tests(tests, refit_recipe(parameters, pipeline_file, model),
-                                                     fitted_keys(identity.instance_id, credentials), build, label,
-                                                     credentials, max_wait_seconds)
-        logger.info("%s: %d new fit(s), %d failed, of %d test(s)%s", label, len(fitted), len(failures), len(tests),
-                    "" if due else "; nothing submitted")
-        history = fitted_history(identity.instance_id, label, fitted, credentials)
-        if not history:
-            raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
         default_limits = KINETIC_DRIFT_THRESHOLDS if not (parameters or pipeline_file) else {}
         rules = {"drift_threshold": drift_threshold, "rmse_threshold_mv": rmse_threshold_mv,
                  "drift_thresholds": {**default_limits, **(drift_thresholds or {})}}
+        fitted, failures, due = await _fit_new_tests(tests, refit_recipe(parameters, pipeline_file, model),
+                                                     state.done, build, label, credentials, max_wait_seconds)
+        if not due:
+            logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
+            history = fitted_history(identity.instance_id, label, {}, state.records, credentials)
+            publish_unchanged(history[-1])
+            return CellRefit(cell=identity, fitted=history[-1], verdict=assess_fit(history, **rules), new_fits=0,
+                             tests=len(history))
+        logger.info("%s: %d new fit(s), %d failed, of %d test(s)", label, len(fitted), len(failures), len(tests))
+        history = fitted_history(identity.instance_id, label, fitted, credentials=credentials)
+        if not history:
+            raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
         judged = judge_fits(history, list(fitted), identity.instance_id, rules)
         newest = history[-1]
         verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(history, **rules)
@@ -329,8 +357,6 @@ async def nightly_refit(
             publish_parameter_set(newest, credentials, history=history[:-1], image_dir=output_dir, **rules)
             if output_dir:
                 write_parameter_files(newest, output_dir, model)
-        else:
-            publish_unchanged(newest)
         if fleet_summary:
             publish_fleet_summary(identity.specification_name,
                                   {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
