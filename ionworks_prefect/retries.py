@@ -4,20 +4,13 @@ Retried: connection errors, timeouts, HTTP 408/425/429 and 5xx (as :class:`Ionwo
 exponential backoff and jitter. Failing at once: 4xx, validation errors, failed or canceled remote jobs.
 A 429's Retry-After is slept by the call wrapper (``_calls.call``) before the error reaches Prefect.
 
-Inside :func:`rate_limited` (set by fleet refits), every Ionworks task run first takes a slot of a Prefect rate
-limit, so many cells refitted at once never exceed the rate the Ionworks API is given.
-
 Tuning: :class:`ionworks_prefect.settings.IonworksSettings` (``PREFECT_INTEGRATIONS_IONWORKS_RETRIES``, default 3;
 ``..._RETRY_BACKOFF_SECONDS``, 2.0: delays 2, 4, 8 s; ``..._RETRY_JITTER_FACTOR``, 0.5).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from prefect import Task, task
@@ -30,62 +23,6 @@ from .exceptions import IonworksTransientError
 from .settings import IonworksSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
-_rate_limit: ContextVar[str | None] = ContextVar("ionworks_rate_limit", default=None)
-
-
-@contextmanager
-def rate_limited(limit: str | None) -> Iterator[None]:
-    """Make every Ionworks task run in this context take one slot of the Prefect rate limit ``limit`` first.
-
-    ``None`` leaves task runs unlimited. The limit must exist (a fleet refit creates it on first use).
-
-    Example:
-        >>> with rate_limited("ionworks-api"):
-        ...     upload_measurement(...)
-    """
-    token = _rate_limit.set(limit)
-    try:
-        yield
-    finally:
-        _rate_limit.reset(token)
-
-
-def take_rate_limit_slot() -> None:
-    """Take a slot of the active :func:`rate_limited` limit, if any (blocking)."""
-    if (limit := _rate_limit.get()) is not None:
-        from prefect.concurrency.sync import rate_limit
-
-        rate_limit(limit, strict=True)
-
-
-async def atake_rate_limit_slot() -> None:
-    """Take a slot of the active :func:`rate_limited` limit, if any."""
-    if (limit := _rate_limit.get()) is not None:
-        from prefect.concurrency.asyncio import rate_limit
-
-        await rate_limit(limit, strict=True)
-
-
-def _limited(fn: F) -> F:
-    """``fn`` taking a rate-limit slot first when :func:`rate_limited` is active (same signature).
-
-    The wrappers reach the context variable only through module-level functions, so a flow that uses the task
-    still pickles (Prefect's runner sends the flow to its subprocess with cloudpickle).
-    """
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            await atake_rate_limit_slot()
-            return await fn(*args, **kwargs)
-
-        return run_async  # type: ignore[return-value]
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        take_rate_limit_slot()
-        return fn(*args, **kwargs)
-
-    return run  # type: ignore[return-value]
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -134,4 +71,4 @@ def ionworks_task(
         "cache_policy": cache_policy,
         **task_options,
     }
-    return lambda fn: task(name=name, description=description, **options)(_limited(fn))  # type: ignore[return-value]
+    return task(name=name, description=description, **options)  # type: ignore[return-value]
