@@ -32,10 +32,11 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from ._mapping import results_or_reasons
 from ionworks_prefect import CellTarget, IonworksPrefectError, UploadedMeasurement, upload_measurement
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.measurements import resolve_cell_instance
+
+from ._mapping import results_or_reasons
 
 ARTIFACT_PREFIX = "ingest-"
 PARTIAL_STATE_NAME = "Partially ingested"
