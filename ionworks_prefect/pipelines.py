@@ -43,7 +43,8 @@ from .pipeline_config import (
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .status_reads import PIPELINES, resource_path
+from .resource_ids import path_segment, resource_path
+from .status_reads import PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
 
 

@@ -18,7 +18,8 @@ from .pipelines import SubmissionCache, raise_for_failure, run_from_record, subm
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .status_reads import SIMPLE_PIPELINES, resource_path
+from .resource_ids import resource_path
+from .status_reads import SIMPLE_PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
 
 _RESULT_ELEMENTS = ("data_fit", "array_data_fit", "validation")
