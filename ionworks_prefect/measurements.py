@@ -26,6 +26,7 @@ from .cycler_files import ReaderChoice
 from .measurement_checks import check_measurement
 from .measurement_data import MeasurementData, StagedMeasurement, as_polars, frame_digest, stage_measurement
 from .results import UploadedMeasurement
+from .resource_ids import check_resource_id, path_segment
 from .retries import ionworks_task
 from .waiting import PollSchedule
 
@@ -58,7 +59,7 @@ def resolve_cell_instance(client: Ionworks, cell: CellArg) -> str:
         '1c4f...'
     """
     if isinstance(cell, str):
-        return cell
+        return check_resource_id(cell, "Ionworks cell instance id")
     spec = cell.specification if isinstance(cell.specification, dict) else {"name": cell.specification}
     found = call("create or get cell specification", client.cell_spec.create_or_get, dict(spec))
     instance = call("create or get cell instance", client.cell_instance.create_or_get, found.id,
@@ -75,7 +76,7 @@ def _digest_tag(digest: str) -> str:
 
 
 def _find_by_name(client: Ionworks, instance_id: str, name: str) -> Any | None:
-    matches = call("list measurements", client.cell_measurement.list, instance_id, name_exact=name)
+    matches = call("list measurements", client.cell_measurement.list, path_segment(instance_id), name_exact=name)
     return next((m for m in matches if m.name == name), None)
 
 
@@ -84,19 +85,20 @@ def _stored_digest_matches(client: Ionworks, existing: Any, digest: str) -> bool
     tags = [t for t in (existing.tags or []) if t.startswith(DIGEST_TAG_PREFIX)]
     if tags:
         return _digest_tag(digest) in tags
-    stored = call("download measurement", client.cell_measurement.time_series, existing.id, use_cache=False)
+    stored = call("download measurement", client.cell_measurement.time_series, path_segment(existing.id),
+                  use_cache=False)
     return frame_digest(as_polars(stored)) == digest
 
 
 def _delete(client: Ionworks, measurement_id: str) -> None:
-    call("delete measurement", client.cell_measurement.delete, measurement_id)
+    call("delete measurement", client.cell_measurement.delete, path_segment(measurement_id))
 
 
 def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     """Wait for server-side step processing; on failure or timeout delete the measurement and raise."""
     deadline = time.monotonic() + timeout
     for delay in PROCESSING_POLLS.delays():
-        record = call("get measurement", client.cell_measurement.get, measurement_id)
+        record = call("get measurement", client.cell_measurement.get, path_segment(measurement_id))
         status = record.processing_status
         if status in (None, "ready"):
             return

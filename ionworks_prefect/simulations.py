@@ -12,13 +12,14 @@ from typing import Any
 from ionworks import Ionworks
 from prefect.cache_policies import INPUTS
 
-from ._calls import acall, call
+from ._calls import acall, call, json_answer
 from .credentials import CredentialsArg, resolve_credentials
 from .exceptions import InvalidSimulationConfig, ResultNotReady, SimulationFailed
 from .measurement_data import as_polars
 from .results import SimulationResult, SimulationRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller, Summarize
+from .resource_ids import path_segment
 from .status_reads import SIMULATIONS
 from .waiting import PollSchedule, Snapshot, wait_until_terminal
 
@@ -58,7 +59,7 @@ async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wa
             for run in runs:
                 seen = watch.latest.get(run.simulation_id)
                 if not (seen and seen.is_terminal):
-                    call("cancel simulation job", client.job.cancel, run.job_id)
+                    call("cancel simulation job", client.job.cancel, path_segment(run.job_id))
 
         label = f"Ionworks simulation {ids[0]}" if len(ids) == 1 else f"{len(ids)} Ionworks simulations"
         final = await wait_until_terminal(label, watch, cancel=cancel, max_wait_seconds=max_wait_seconds)
@@ -72,10 +73,11 @@ async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wa
 
 def read_simulation_result(client: Ionworks, simulation_id: str) -> SimulationResult:
     """Download a finished simulation's time series, steps and metrics (raises :class:`ResultNotReady`)."""
-    record = call("get simulation", client.simulation.get, simulation_id)
+    segment = path_segment(simulation_id, "Ionworks simulation id")
+    record = json_answer(call("get simulation", client.simulation.get, segment), "get simulation")
     if not (record.get("storage_folder") or record.get("simulation_data")):
         raise ResultNotReady(f"Simulation {simulation_id} has no results yet")
-    result = call("get simulation result", client.simulation.get_result, simulation_id)
+    result = call("get simulation result", client.simulation.get_result, segment)
     return SimulationResult(simulation_id=simulation_id, time_series=as_polars(result.time_series),
                             steps=as_polars(result.steps), metrics=result.metrics or {})
 

@@ -10,6 +10,7 @@ from ionworks import Ionworks
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
 from .results import StudyAssignment
+from .resource_ids import check_resource_id, path_segment
 from .retries import ionworks_task
 
 
@@ -48,12 +49,14 @@ def assign_to_study(
         >>> assign_to_study("RPT ageing 2026", [uploaded.id], by_name=True)
     """
     client = resolve_credentials(credentials).get_client()
-    study_id = find_or_create_study(client, study, project_id) if by_name else study
-    for measurement_id in measurement_ids:
-        call("assign measurement to study", client.study.assign_measurement, study_id, measurement_id,
+    measurements = [path_segment(m, "Ionworks measurement id") for m in measurement_ids]
+    simulations = [path_segment(s, "Ionworks simulation id") for s in simulation_ids]
+    study_id = find_or_create_study(client, study, project_id) if by_name else check_resource_id(study)
+    for measurement_id in measurements:
+        call("assign measurement to study", client.study.assign_measurement, path_segment(study_id), measurement_id,
              project_id=project_id)
-    for simulation_id in simulation_ids:
-        call("assign simulation to study", client.study.assign_simulation, study_id, simulation_id,
+    for simulation_id in simulations:
+        call("assign simulation to study", client.study.assign_simulation, path_segment(study_id), simulation_id,
              project_id=project_id)
     return StudyAssignment(study_id=study_id, measurement_ids=list(measurement_ids),
                            simulation_ids=list(simulation_ids))

@@ -226,3 +226,22 @@ def test_async_and_sync_tasks_retry_transient_errors_only(prefect_server):
     first, second, failed = asyncio.run(exercise())
     assert (first, second, failed.is_failed()) == ("ok", "ok", True)
     assert calls == {"async": 3, "sync": 2, "permanent": 1}
+
+
+def test_every_task_that_takes_credentials_uses_the_shared_policy():
+    """Every Prefect task of the plugin and its flows that can reach Ionworks (it takes ``credentials``)."""
+    import importlib
+    import pkgutil
+
+    import ionworks_prefect
+    from prefect import Task
+
+    found = {}
+    for info in pkgutil.walk_packages(ionworks_prefect.__path__, "ionworks_prefect."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, Task) and "credentials" in inspect.signature(value.fn).parameters:
+                found[f"{value.fn.__module__}.{value.fn.__name__}"] = value
+    assert "ionworks_prefect.flows.ingest_cycler_data.resolve_cell" in found and len(found) > 20
+    unshared = [name for name, t in found.items() if t.retry_condition_fn is not retry_on_transient_error]
+    assert unshared == []
