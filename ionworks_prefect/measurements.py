@@ -35,6 +35,31 @@ DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
 #: Polls for server-side processing: soon after confirm (most uploads are ready within a second), then backing off.
 PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=1.0)
+#: The client's documented tag limits: at most 50 tags a measurement (the digest tag is one), 50 characters each.
+MAX_TAGS, MAX_TAG_LENGTH = 50, 50
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """The extra tags of an upload, or :class:`InvalidMeasurementError` naming the tag that breaks a limit.
+
+    Example:
+        >>> check_tags(["rpt:RPT 3", "x" * 51])
+        Traceback (most recent call last):
+        InvalidMeasurementError: tags: ...
+    """
+    if isinstance(tags, str):
+        raise InvalidMeasurementError(f"tags: must be a list of strings, not the string {tags[:60]!r}")
+    listed = list(tags)
+    for index, tag in enumerate(listed):
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidMeasurementError(f"tags[{index}]: must be a non-empty string, got {tag!r}"[:200])
+        if len(tag.strip()) > MAX_TAG_LENGTH:
+            raise InvalidMeasurementError(f"tags[{index}]: {tag[:20]!r}... has {len(tag.strip())} characters, more "
+                                          f"than the {MAX_TAG_LENGTH} a tag may have")
+    if len({t.strip().lower() for t in listed}) > MAX_TAGS - 1:
+        raise InvalidMeasurementError(f"tags: {len(listed)} tags, more than the {MAX_TAGS - 1} an upload may add "
+                                      f"(a measurement carries at most {MAX_TAGS}, one is the content digest)")
+    return listed
 
 
 class CellTarget(BaseModel):
@@ -128,6 +153,11 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
     methods, in create's order, so transport, multipart and confirm behave as in ``create``; the time series
     is PUT from the staged parquet file, streamed, instead of being serialised again in memory. A client
     without those methods gets ``create`` itself.
+
+    Each step is its own retried request, and the pending upload is kept across the retries of the later
+    ones: a PUT or a confirm that lost its connection is sent again into the same upload, never into a second
+    one (confirm is idempotent; a repeated one reads the measurement it made). Only a lost answer to the
+    initiate itself can leave a pending upload behind, which Ionworks removes when it expires.
     """
     measurements = client.cell_measurement
     steps_3_to_7 = ("_initiate_upload", "_require_upload", "_upload_upload_target", "_confirm_upload")
@@ -137,19 +167,29 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
         return measurements.create(instance_id, detail, wait_for_processing=False)
     from ionworks._dataframe import parquet_upload_body
 
-    started = measurements._initiate_upload(instance_id, info["name"], info.get("notes"))
-    with open(series, "rb") as body:
-        measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
-                                           series.stat().st_size)
+    started = call("initiate measurement upload", measurements._initiate_upload, path_segment(instance_id),
+                   info["name"], info.get("notes"))
+
+    def put_series() -> None:
+        with open(series, "rb") as body:  # opened per try: a retried PUT sends the whole file again
+            measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
+                                               series.stat().st_size)
+
+    call("upload measurement time series", put_series)
     if steps is not None:
         # As create's df_to_dict_validator round trip does: NaN and inf in float columns become null.
         steps = steps.with_columns(pl.when(pl.col(name).is_finite()).then(pl.col(name)).alias(name)
                                    for name, dtype in steps.schema.items() if dtype.is_float())
-        with parquet_upload_body(steps) as (body, size):
-            measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body, size)
-    return measurements._confirm_upload(measurement_id=started.measurement_id, cell_instance_id=instance_id,
-                                        measurement_data={k: v for k, v in info.items() if k != "data_type"},
-                                        wait_for_processing=False)
+
+        def put_steps() -> None:
+            with parquet_upload_body(steps) as (body, size):
+                measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body,
+                                                   size)
+
+        call("upload measurement steps", put_steps)
+    return call("confirm measurement upload", measurements._confirm_upload,
+                measurement_id=path_segment(started.measurement_id), cell_instance_id=instance_id,
+                measurement_data={k: v for k, v in info.items() if k != "data_type"}, wait_for_processing=False)
 
 
 def store_measurement(
@@ -176,6 +216,9 @@ def store_measurement(
     Example:
         >>> store_measurement(client, "rpt.csv", "1c4f...", "RPT 0")
     """
+    tags = check_tags(tags)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InvalidMeasurementError(f"name: a measurement name must be a non-empty string, got {name!r}"[:200])
     with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged:
         if name is None and staged.source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")

@@ -28,7 +28,14 @@ from prefect.context import TaskRunContext
 from ._calls import acall, call, json_answer, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .events import emit_pipeline_finished
-from .exceptions import InvalidPipelineConfig, PipelineCanceled, PipelineFailed, ResultNotReady
+from .exceptions import (
+    InvalidPipelineConfig,
+    IonworksPrefectError,
+    IonworksTransientError,
+    PipelineCanceled,
+    PipelineFailed,
+    ResultNotReady,
+)
 from .measurements import CellArg
 from .pipeline_config import (
     HASH_TAG_PREFIX,
@@ -36,6 +43,7 @@ from .pipeline_config import (
     config_dict,
     config_fingerprint,
     config_hash,
+    discard_uploads,
     hash_tag,
     prepare_pipeline,
     referenced_measurements,
@@ -120,10 +128,8 @@ def submit_prepared(
             return run_from_record(existing.model_dump(), url=link(existing.id), config_hash=digest, reattached=True)
         marker = hash_tag(digest) if not force else f"[{HASH_TAG_PREFIX}{digest[:12]} forced {uuid.uuid4().hex[:8]}]"
         description = " ".join(p for p in (body.pop("description", None), marker) if p)
-        try:
-            created = call("submit pipeline", resource.create, body, project_id=project, description=description)
-        except ValueError as exc:
-            raise InvalidPipelineConfig(str(exc)) from exc
+        created = call("submit pipeline", resource.create, body, project_id=project, description=description,
+                       invalid=InvalidPipelineConfig)
         keep = created if force else (_keep_earliest(resource, digest, project) or created)
     return run_from_record(keep.model_dump(), url=link(keep.id), config_hash=digest, reattached=keep.id != created.id)
 
@@ -135,6 +141,18 @@ def log_submission(run: PipelineRun) -> None:
                              "not submitting again: %s", run.id, run.status, run.url or run.id)
     else:
         run_logger().info("Ionworks pipeline %s submitted: %s", run.id, run.url or run.id)
+
+
+def submit_uploaded(client: Ionworks, prepared: dict[str, Any], uploaded: list[str], **options: Any) -> PipelineRun:
+    """:func:`submit_prepared`; if Ionworks refuses the submission, the measurements ``uploaded`` for it by
+    :func:`prepare_pipeline` are deleted first (not after a transient failure: the pipeline may exist)."""
+    try:
+        return submit_prepared(client, prepared, **options)
+    except IonworksTransientError:
+        raise
+    except IonworksPrefectError:
+        discard_uploads(client, uploaded)
+        raise
 
 
 @dataclass
@@ -180,8 +198,9 @@ def submit_pipeline(
     client = resolve_credentials(credentials).get_client()
     overrides = {"name": name, "description": description, "options": options}
     merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
-    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
-    run = submit_prepared(client, prepared, project_id=project_id, force=force)
+    uploaded: list[str] = []
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client, created=uploaded)
+    run = submit_uploaded(client, prepared, uploaded, project_id=project_id, force=force)
     log_submission(run)
     return run
 
@@ -313,8 +332,11 @@ async def run_pipeline(
         >>> result = await run_pipeline(pipeline, base_dir="data", cell="1c4f...")
     """
     client = resolve_credentials(credentials).get_client()
-    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
-    submitted = await acall("submit pipeline", submit_prepared, client, prepared, project_id=project_id, force=force)
+    uploaded: list[str] = []
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client,
+                           created=uploaded)
+    submitted = await acall("submit pipeline", submit_uploaded, client, prepared, uploaded, project_id=project_id,
+                            force=force)
     log_submission(submitted)
     run = await await_pipeline(client, submitted.id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule,
                                measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash,

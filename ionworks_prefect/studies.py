@@ -18,16 +18,25 @@ def find_or_create_study(client: Ionworks, name: str, project_id: str | None = N
                          description: str | None = None) -> str:
     """The id of the project's study named ``name``, created if there is none.
 
+    A create retried after its answer was lost can leave a second study of that name: the earliest is kept and
+    the later ones are deleted.
+
     Example:
         >>> find_or_create_study(client, "RPT ageing 2026")
         '9a1b...'
     """
-    found = call("list studies", client.study.list, project_id=project_id, name_exact=name)
-    match = next((s for s in found if s.name == name), None)
-    if match is not None:
-        return match.id
+    def named() -> list[Any]:
+        found = call("list studies", client.study.list, project_id=project_id, name_exact=name)
+        return sorted((s for s in found if s.name == name), key=lambda s: str(getattr(s, "created_at", "") or ""))
+
+    if match := named():
+        return match[0].id
     body: dict[str, Any] = {"name": name, **({"description": description} if description else {})}
-    return call("create study", client.study.create, body, project_id=project_id).id
+    created = call("create study", client.study.create, body, project_id=project_id)
+    kept, *extra = named() or [created]
+    for duplicate in extra:
+        call("delete study", client.study.delete, path_segment(duplicate.id))
+    return kept.id
 
 
 @ionworks_task(
