@@ -70,6 +70,14 @@ def _http_response(exc: BaseException) -> requests.Response | None:
     return getattr(context, "response", None) if isinstance(context, requests.RequestException) else None
 
 
+def _with_target(message: str, response: Any) -> str:
+    """A 404's message with the path that was asked for, so it names the id (as sent, path-escaped)."""
+    request = getattr(response, "request", None)
+    url = str(getattr(request, "url", "") or "")
+    path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if url else ""
+    return f"{message} ({request.method} {path})" if path and path not in message else message
+
+
 def _is_transport_failure(exc: IonworksError) -> bool:
     if isinstance(exc.__context__, _PERMANENT_REQUEST_ERRORS):
         return False
@@ -98,8 +106,10 @@ def translate_error(exc: BaseException, action: str) -> IonworksPrefectError | N
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
             return IonworksTransientError(message, status_code=exc.status_code, error_code=exc.error_code,
                                           retry_after=retry_after, action=action)
-        kind = IonworksNotFound if exc.status_code == 404 else IonworksRequestError
-        return kind(message, status_code=exc.status_code, error_code=exc.error_code, action=action)
+        if exc.status_code == 404:
+            return IonworksNotFound(_with_target(message, _http_response(exc)), status_code=404,
+                                    error_code=exc.error_code, action=action)
+        return IonworksRequestError(message, status_code=exc.status_code, error_code=exc.error_code, action=action)
     if isinstance(exc, requests.exceptions.JSONDecodeError):
         return None  # an answer that is not JSON: see unexpected_error
     if isinstance(exc, (_PERMANENT_REQUEST_ERRORS, httpx.UnsupportedProtocol, httpx.InvalidURL)):
@@ -174,6 +184,8 @@ def error_from_http_response(response: httpx.Response, action: str) -> IonworksP
     else:
         payload = response.text or response.reason_phrase
     error = translate_error(IonworksError(payload, status_code=response.status_code), action)
+    if isinstance(error, IonworksNotFound):
+        error.message = _with_target(error.message, response)
     if isinstance(error, IonworksTransientError):
         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return error

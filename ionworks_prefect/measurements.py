@@ -35,6 +35,8 @@ DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
 #: Polls for server-side processing: soon after confirm (most uploads are ready within a second), then backing off.
 PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=1.0)
+#: Columns every cycler time series has (the server refuses to process an upload without them).
+CYCLER_COLUMNS = ("Time [s]", "Current [A]", "Voltage [V]")
 #: The client's documented tag limits: at most 50 tags a measurement (the digest tag is one), 50 characters each.
 MAX_TAGS, MAX_TAG_LENGTH = 50, 50
 
@@ -222,6 +224,12 @@ def store_measurement(
     with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged:
         if name is None and staged.source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")
+        if data_type is None:
+            columns = staged.table.collect_schema().names()
+            missing = [c for c in CYCLER_COLUMNS if c not in columns]
+            if missing:
+                raise InvalidMeasurementError(f"Cycler data needs a {missing[0]!r} column; the data has {columns}",
+                                              file=staged.source, column=missing[0])
         check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
                           voltage_window=voltage_window)
         steps_frame = as_polars(steps, what="steps") if steps is not None else None

@@ -3,8 +3,10 @@
 - every fitted parameter: a finite initial value; bounds of two numbers, lower below upper; bounds above zero
   when the parameter is fitted on a log scale (``transform`` ``Log`` or ``Log10``), and a positive initial
   value then; the initial value within the bounds (unless ``check_initial_value`` is false);
+- at least one element;
 - inline time series (``{"Time [s]": [...], ...}`` anywhere in the elements) of at most 1,000 rows, the client's
-  documented limit; larger data is uploaded as a measurement and referenced as ``db:<id>``.
+  documented limit (larger data is uploaded as a measurement and referenced as ``db:<id>``), with finite
+  numbers for time, current and voltage (a missing current or voltage is refused too).
 
 The fields are named as in the wire form, e.g. ``elements.fit.parameters.Negative particle diffusivity
 [m2.s-1].bounds``.
@@ -75,8 +77,9 @@ def _objects(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
 def check_pipeline(config: Mapping[str, Any]) -> None:
     """Check the fitted parameters and inline data of a pipeline config (wire form); see the module docstring."""
     elements = config.get("elements")
-    if not isinstance(elements, Mapping):
-        return  # the schema check reports a missing or malformed elements mapping
+    if not isinstance(elements, Mapping) or not elements:
+        raise InvalidPipelineConfig("elements: a pipeline needs at least one element, got "
+                                    f"{type(elements).__name__ if elements is not None else 'none'}")
     for name, element in elements.items():
         parameters = element.get("parameters") if isinstance(element, Mapping) else None
         if isinstance(parameters, Mapping):
@@ -89,3 +92,18 @@ def check_pipeline(config: Mapping[str, Any]) -> None:
             raise InvalidPipelineConfig(f"{field}: inline time series has {rows} rows, more than the "
                                         f"{MAX_INLINE_ROWS} the client accepts; give it as a file: reference with "
                                         "cell= so it is uploaded as a measurement, or as db:<measurement id>")
+        if rows:
+            _check_values(field, value)
+
+
+def _check_values(field: str, series: Mapping[str, Any]) -> None:
+    for column in _COLUMNS:
+        values = series.get(column)
+        if not isinstance(values, (list, tuple)):
+            continue
+        for row, item in enumerate(values):
+            number = _number(item)
+            if (number is None and (item is not None or column != "Time [s]")) or (
+                    number is not None and not math.isfinite(number)):
+                raise InvalidPipelineConfig(f"{field}.{column}[{row}]: inline time series holds {item!r} where a "
+                                            "finite number is expected")

@@ -73,6 +73,9 @@ def _resolve_reference(reference: str, base_dir: Path, client: Ionworks | None, 
     scheme = reference.split(":", 1)[0]
     try:
         return file_scheme_validator(f"{scheme}:{path}")
+    except OSError as exc:
+        raise InvalidPipelineConfig(f"Data reference {reference!r} cannot be read: {exc.strerror or exc} "
+                                    f"({Path(exc.filename).name if exc.filename else path})") from exc
     except MeasurementValidationError as exc:
         if not exc.has_code(IssueCode.TIME_SERIES_ROW_COUNT_EXCEEDED):
             raise InvalidPipelineConfig(f"{reference}: {exc.message}") from exc
