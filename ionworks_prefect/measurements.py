@@ -88,7 +88,9 @@ def resolve_cell_instance(client: Ionworks, cell: CellArg) -> str:
     if isinstance(cell, str):
         return check_resource_id(cell, "Ionworks cell instance id")
     spec = cell.specification if isinstance(cell.specification, dict) else {"name": cell.specification}
-    found = call("create or get cell specification", client.cell_spec.create_or_get, dict(spec))
+    listed = call("find cell specification", client.cell_spec.list, name_exact=spec["name"], limit=2)
+    found = next((s for s in listed if s.name == spec["name"]), None) or call(
+        "create or get cell specification", client.cell_spec.create_or_get, dict(spec))
     instance = call("create or get cell instance", client.cell_instance.create_or_get, found.id,
                     {"name": cell.instance})
     return instance.id
