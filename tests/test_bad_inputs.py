@@ -8,9 +8,7 @@ permanent).
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
-from collections import Counter
 
 import pytest
 
@@ -21,21 +19,9 @@ from .bad_inputs import CATALOG, DOC, Env, render, write_files
 from .conftest import OTHER_ORG_KEY
 from .measurement_frames import new_instance
 from .pipeline_configs import entry_pipeline
+from .sandbox_records import records
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-#: What a bad input could leave behind.
-KINDS = ("cell_measurement", "measurement_upload", "pipeline", "simple_pipeline", "simulation",
-         "experiment_template", "study", "study_link", "cell_specification", "cell_instance", "parameterized_model")
-
-
-def records(sandbox) -> Counter:
-    """The sandbox's records by kind, read from its store (a read-only look at the server's database)."""
-    with sqlite3.connect(f"file:{sandbox.data_dir / 'sandbox.db'}?mode=ro", uri=True) as db:
-        rows = db.execute(f"SELECT kind, COUNT(*) FROM records WHERE kind IN ({','.join('?' * len(KINDS))}) "
-                          "GROUP BY kind", KINDS).fetchall()
-    return Counter(dict(rows))
-
-
 @pytest.fixture(scope="module")
 def env(sandbox, client, tmp_path_factory) -> Env:
     folder = tmp_path_factory.mktemp("bad-inputs")
