@@ -11,6 +11,7 @@ from .cell_tests import CellIdentity, CellTest, gather_cell_tests, identify_cell
 from .credentials import IonworksCredentials
 from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
 from .exceptions import (
+    InvalidCredentials,
     InvalidMeasurementError,
     InvalidPipelineConfig,
     InvalidResourceId,
@@ -118,6 +119,7 @@ __all__ = [
     "IonworksRequestError",
     "IonworksNotFound",
     "IonworksTransientError",
+    "InvalidCredentials",
     "InvalidMeasurementError",
     "MeasurementSanityError",
     "UnsupportedCyclerFile",

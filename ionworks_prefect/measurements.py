@@ -26,6 +26,7 @@ from .cycler_files import ReaderChoice
 from .measurement_checks import check_measurement
 from .measurement_data import MeasurementData, StagedMeasurement, as_polars, frame_digest, stage_measurement
 from .results import UploadedMeasurement
+from .resource_ids import check_resource_id, path_segment
 from .retries import ionworks_task
 from .waiting import PollSchedule
 
@@ -34,6 +35,33 @@ DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
 #: Polls for server-side processing: soon after confirm (most uploads are ready within a second), then backing off.
 PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=1.0)
+#: Columns every cycler time series has (the server refuses to process an upload without them).
+CYCLER_COLUMNS = ("Time [s]", "Current [A]", "Voltage [V]")
+#: The client's documented tag limits: at most 50 tags a measurement (the digest tag is one), 50 characters each.
+MAX_TAGS, MAX_TAG_LENGTH = 50, 50
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """The extra tags of an upload, or :class:`InvalidMeasurementError` naming the tag that breaks a limit.
+
+    Example:
+        >>> check_tags(["rpt:RPT 3", "x" * 51])
+        Traceback (most recent call last):
+        InvalidMeasurementError: tags: ...
+    """
+    if isinstance(tags, str):
+        raise InvalidMeasurementError(f"tags: must be a list of strings, not the string {tags[:60]!r}")
+    listed = list(tags)
+    for index, tag in enumerate(listed):
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidMeasurementError(f"tags[{index}]: must be a non-empty string, got {tag!r}"[:200])
+        if len(tag.strip()) > MAX_TAG_LENGTH:
+            raise InvalidMeasurementError(f"tags[{index}]: {tag[:20]!r}... has {len(tag.strip())} characters, more "
+                                          f"than the {MAX_TAG_LENGTH} a tag may have")
+    if len({t.strip().lower() for t in listed}) > MAX_TAGS - 1:
+        raise InvalidMeasurementError(f"tags: {len(listed)} tags, more than the {MAX_TAGS - 1} an upload may add "
+                                      f"(a measurement carries at most {MAX_TAGS}, one is the content digest)")
+    return listed
 
 
 class CellTarget(BaseModel):
@@ -58,9 +86,11 @@ def resolve_cell_instance(client: Ionworks, cell: CellArg) -> str:
         '1c4f...'
     """
     if isinstance(cell, str):
-        return cell
+        return check_resource_id(cell, "Ionworks cell instance id")
     spec = cell.specification if isinstance(cell.specification, dict) else {"name": cell.specification}
-    found = call("create or get cell specification", client.cell_spec.create_or_get, dict(spec))
+    listed = call("find cell specification", client.cell_spec.list, name_exact=spec["name"], limit=2)
+    found = next((s for s in listed if s.name == spec["name"]), None) or call(
+        "create or get cell specification", client.cell_spec.create_or_get, dict(spec))
     instance = call("create or get cell instance", client.cell_instance.create_or_get, found.id,
                     {"name": cell.instance})
     return instance.id
@@ -75,7 +105,7 @@ def _digest_tag(digest: str) -> str:
 
 
 def _find_by_name(client: Ionworks, instance_id: str, name: str) -> Any | None:
-    matches = call("list measurements", client.cell_measurement.list, instance_id, name_exact=name)
+    matches = call("list measurements", client.cell_measurement.list, path_segment(instance_id), name_exact=name)
     return next((m for m in matches if m.name == name), None)
 
 
@@ -84,19 +114,20 @@ def _stored_digest_matches(client: Ionworks, existing: Any, digest: str) -> bool
     tags = [t for t in (existing.tags or []) if t.startswith(DIGEST_TAG_PREFIX)]
     if tags:
         return _digest_tag(digest) in tags
-    stored = call("download measurement", client.cell_measurement.time_series, existing.id, use_cache=False)
+    stored = call("download measurement", client.cell_measurement.time_series, path_segment(existing.id),
+                  use_cache=False)
     return frame_digest(as_polars(stored)) == digest
 
 
 def _delete(client: Ionworks, measurement_id: str) -> None:
-    call("delete measurement", client.cell_measurement.delete, measurement_id)
+    call("delete measurement", client.cell_measurement.delete, path_segment(measurement_id))
 
 
 def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     """Wait for server-side step processing; on failure or timeout delete the measurement and raise."""
     deadline = time.monotonic() + timeout
     for delay in PROCESSING_POLLS.delays():
-        record = call("get measurement", client.cell_measurement.get, measurement_id)
+        record = call("get measurement", client.cell_measurement.get, path_segment(measurement_id))
         status = record.processing_status
         if status in (None, "ready"):
             return
@@ -126,6 +157,11 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
     methods, in create's order, so transport, multipart and confirm behave as in ``create``; the time series
     is PUT from the staged parquet file, streamed, instead of being serialised again in memory. A client
     without those methods gets ``create`` itself.
+
+    Each step is its own retried request, and the pending upload is kept across the retries of the later
+    ones: a PUT or a confirm that lost its connection is sent again into the same upload, never into a second
+    one (confirm is idempotent; a repeated one reads the measurement it made). Only a lost answer to the
+    initiate itself can leave a pending upload behind, which Ionworks removes when it expires.
     """
     measurements = client.cell_measurement
     steps_3_to_7 = ("_initiate_upload", "_require_upload", "_upload_upload_target", "_confirm_upload")
@@ -135,19 +171,29 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
         return measurements.create(instance_id, detail, wait_for_processing=False)
     from ionworks._dataframe import parquet_upload_body
 
-    started = measurements._initiate_upload(instance_id, info["name"], info.get("notes"))
-    with open(series, "rb") as body:
-        measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
-                                           series.stat().st_size)
+    started = call("initiate measurement upload", measurements._initiate_upload, path_segment(instance_id),
+                   info["name"], info.get("notes"))
+
+    def put_series() -> None:
+        with open(series, "rb") as body:  # opened per try: a retried PUT sends the whole file again
+            measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
+                                               series.stat().st_size)
+
+    call("upload measurement time series", put_series)
     if steps is not None:
         # As create's df_to_dict_validator round trip does: NaN and inf in float columns become null.
         steps = steps.with_columns(pl.when(pl.col(name).is_finite()).then(pl.col(name)).alias(name)
                                    for name, dtype in steps.schema.items() if dtype.is_float())
-        with parquet_upload_body(steps) as (body, size):
-            measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body, size)
-    return measurements._confirm_upload(measurement_id=started.measurement_id, cell_instance_id=instance_id,
-                                        measurement_data={k: v for k, v in info.items() if k != "data_type"},
-                                        wait_for_processing=False)
+
+        def put_steps() -> None:
+            with parquet_upload_body(steps) as (body, size):
+                measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body,
+                                                   size)
+
+        call("upload measurement steps", put_steps)
+    return call("confirm measurement upload", measurements._confirm_upload,
+                measurement_id=path_segment(started.measurement_id), cell_instance_id=instance_id,
+                measurement_data={k: v for k, v in info.items() if k != "data_type"}, wait_for_processing=False)
 
 
 def store_measurement(
@@ -174,9 +220,18 @@ def store_measurement(
     Example:
         >>> store_measurement(client, "rpt.csv", "1c4f...", "RPT 0")
     """
+    tags = check_tags(tags)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InvalidMeasurementError(f"name: a measurement name must be a non-empty string, got {name!r}"[:200])
     with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged:
         if name is None and staged.source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")
+        if data_type is None:
+            columns = staged.table.collect_schema().names()
+            missing = [c for c in CYCLER_COLUMNS if c not in columns]
+            if missing:
+                raise InvalidMeasurementError(f"Cycler data needs a {missing[0]!r} column; the data has {columns}",
+                                              file=staged.source, column=missing[0])
         check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
                           voltage_window=voltage_window)
         steps_frame = as_polars(steps, what="steps") if steps is not None else None

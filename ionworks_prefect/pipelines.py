@@ -25,10 +25,17 @@ from ionworks import Ionworks
 from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.context import TaskRunContext
 
-from ._calls import acall, call, run_logger
+from ._calls import acall, call, json_answer, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .events import emit_pipeline_finished
-from .exceptions import InvalidPipelineConfig, PipelineCanceled, PipelineFailed, ResultNotReady
+from .exceptions import (
+    InvalidPipelineConfig,
+    IonworksPrefectError,
+    IonworksTransientError,
+    PipelineCanceled,
+    PipelineFailed,
+    ResultNotReady,
+)
 from .measurements import CellArg
 from .pipeline_config import (
     HASH_TAG_PREFIX,
@@ -36,6 +43,7 @@ from .pipeline_config import (
     config_dict,
     config_fingerprint,
     config_hash,
+    discard_uploads,
     hash_tag,
     prepare_pipeline,
     referenced_measurements,
@@ -43,7 +51,8 @@ from .pipeline_config import (
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .status_reads import PIPELINES, resource_path
+from .resource_ids import resource_path
+from .status_reads import PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
 
 
@@ -119,12 +128,31 @@ def submit_prepared(
             return run_from_record(existing.model_dump(), url=link(existing.id), config_hash=digest, reattached=True)
         marker = hash_tag(digest) if not force else f"[{HASH_TAG_PREFIX}{digest[:12]} forced {uuid.uuid4().hex[:8]}]"
         description = " ".join(p for p in (body.pop("description", None), marker) if p)
-        try:
-            created = call("submit pipeline", resource.create, body, project_id=project, description=description)
-        except ValueError as exc:
-            raise InvalidPipelineConfig(str(exc)) from exc
+        created = call("submit pipeline", resource.create, body, project_id=project, description=description,
+                       invalid=InvalidPipelineConfig)
         keep = created if force else (_keep_earliest(resource, digest, project) or created)
     return run_from_record(keep.model_dump(), url=link(keep.id), config_hash=digest, reattached=keep.id != created.id)
+
+
+def log_submission(run: PipelineRun) -> None:
+    """Log a submission; a reattachment (a re-run after a crash, a retry) says so and names the pipeline it joined."""
+    if run.reattached:
+        run_logger().warning("Reattached to Ionworks pipeline %s (%s), submitted earlier with the same content; "
+                             "not submitting again: %s", run.id, run.status, run.url or run.id)
+    else:
+        run_logger().info("Ionworks pipeline %s submitted: %s", run.id, run.url or run.id)
+
+
+def submit_uploaded(client: Ionworks, prepared: dict[str, Any], uploaded: list[str], **options: Any) -> PipelineRun:
+    """:func:`submit_prepared`; if Ionworks refuses the submission, the measurements ``uploaded`` for it by
+    :func:`prepare_pipeline` are deleted first (not after a transient failure: the pipeline may exist)."""
+    try:
+        return submit_prepared(client, prepared, **options)
+    except IonworksTransientError:
+        raise
+    except IonworksPrefectError:
+        discard_uploads(client, uploaded)
+        raise
 
 
 @dataclass
@@ -170,10 +198,10 @@ def submit_pipeline(
     client = resolve_credentials(credentials).get_client()
     overrides = {"name": name, "description": description, "options": options}
     merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
-    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
-    run = submit_prepared(client, prepared, project_id=project_id, force=force)
-    run_logger().info("Ionworks pipeline %s %s: %s", run.id, "reattached" if run.reattached else "submitted",
-                          run.url or run.id)
+    uploaded: list[str] = []
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client, created=uploaded)
+    run = submit_uploaded(client, prepared, uploaded, project_id=project_id, force=force)
+    log_submission(run)
     return run
 
 
@@ -250,13 +278,15 @@ def _element_summary(name: str, raw: Any, element: dict[str, Any]) -> ElementSum
 
 def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
     """Read a completed pipeline's results (raises :class:`ResultNotReady` otherwise)."""
-    record = call("get pipeline", client.get, f"/pipelines/{pipeline_id}")
-    run = run_from_record(record)
+    path = resource_path("/pipelines", pipeline_id)
+    record = json_answer(call("get pipeline", client.get, path), "get pipeline")
+    run = call("read pipeline", run_from_record, record)
     raise_for_failure(run)
     if run.status != "completed":
         raise ResultNotReady(f"Pipeline {pipeline_id} is {run.status}; its result is not available yet")
-    response = call("get pipeline result", client.get, f"/pipelines/{pipeline_id}/result")
-    elements = {e["name"]: e for e in call("list pipeline elements", client.get, f"/pipelines/{pipeline_id}/elements")}
+    response = json_answer(call("get pipeline result", client.get, f"{path}/result"), "get pipeline result")
+    listed = json_answer(call("list pipeline elements", client.get, f"{path}/elements"), "list pipeline elements", list)
+    elements = call("list pipeline elements", lambda: {e["name"]: e for e in listed})
     element_results = response.get("element_results") or {}
     return PipelineResult(
         pipeline_id=pipeline_id,
@@ -302,9 +332,12 @@ async def run_pipeline(
         >>> result = await run_pipeline(pipeline, base_dir="data", cell="1c4f...")
     """
     client = resolve_credentials(credentials).get_client()
-    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
-    submitted = await acall("submit pipeline", submit_prepared, client, prepared, project_id=project_id, force=force)
-    run_logger().info("Ionworks pipeline %s: %s", submitted.id, submitted.url or "")
+    uploaded: list[str] = []
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client,
+                           created=uploaded)
+    submitted = await acall("submit pipeline", submit_uploaded, client, prepared, uploaded, project_id=project_id,
+                            force=force)
+    log_submission(submitted)
     run = await await_pipeline(client, submitted.id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule,
                                measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash,
                                project_id=project_id or prepared.get("project_id"))

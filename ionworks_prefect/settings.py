@@ -22,8 +22,8 @@ class IonworksSettings(PrefectBaseSettings):
 
     model_config = build_settings_config(("integrations", "ionworks"))
 
-    retries: int = Field(default=3, ge=0, description="Retries of a task after a transient failure.")
-    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First retry delay; doubles each retry.")
+    retries: int = Field(default=5, ge=0, description="Retries of one Ionworks request after a transient failure.")
+    retry_backoff_seconds: float = Field(default=0.5, ge=0, description="First retry delay; doubles each retry.")
     retry_jitter_factor: float = Field(default=0.5, ge=0, description="Random extra delay, as a fraction.")
     fleet_concurrency_limit: str = Field(
         default="ionworks-fleet-refits",

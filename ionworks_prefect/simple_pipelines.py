@@ -14,11 +14,12 @@ from ._calls import acall, call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .measurements import CellArg
 from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
-from .pipelines import SubmissionCache, raise_for_failure, run_from_record, submit_prepared
+from .pipelines import SubmissionCache, log_submission, raise_for_failure, run_from_record, submit_uploaded
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .status_reads import SIMPLE_PIPELINES, resource_path
+from .resource_ids import resource_path
+from .status_reads import SIMPLE_PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
 
 _RESULT_ELEMENTS = ("data_fit", "array_data_fit", "validation")
@@ -69,8 +70,9 @@ def submit_simple_pipeline(
     client = resolve_credentials(credentials).get_client()
     overrides = {"name": name, "description": description, "options": options}
     merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
-    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
-    run = submit_prepared(client, prepared, project_id=project_id, force=force, simple=True)
+    uploaded: list[str] = []
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client, created=uploaded)
+    run = submit_uploaded(client, prepared, uploaded, project_id=project_id, force=force, simple=True)
     run_logger().info("Ionworks simple pipeline %s %s", run.id, "reattached" if run.reattached else "submitted")
     return run
 
@@ -133,9 +135,12 @@ async def run_simple_pipeline(
         >>> result = await run_simple_pipeline(config, base_dir="data")
     """
     client = resolve_credentials(credentials).get_client()
-    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
-    submitted = await acall("submit simple pipeline", submit_prepared, client, prepared, project_id=project_id,
-                            force=force, simple=True)
+    uploaded: list[str] = []
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client,
+                           created=uploaded)
+    submitted = await acall("submit simple pipeline", submit_uploaded, client, prepared, uploaded,
+                            project_id=project_id, force=force, simple=True)
+    log_submission(submitted)
     record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule,
                                  project_id or prepared.get("project_id"))
     raise_for_failure(run_from_record(record), "Simple pipeline")

@@ -1,6 +1,9 @@
 """Ionworks protocol simulations: submit, wait (on the shared, batched status poller), fetch typed results.
 
 Resubmitting an identical simulation is safe: Ionworks returns the existing run (``already_existed``).
+An inline ``protocol_experiment`` is saved by the client as an experiment template before the simulations are
+created; if Ionworks then refuses them (an unknown model, a bad DOE), the template this submission created is
+deleted again, unless a simulation already uses it.
 """
 
 from __future__ import annotations
@@ -12,25 +15,65 @@ from typing import Any
 from ionworks import Ionworks
 from prefect.cache_policies import INPUTS
 
-from ._calls import acall, call
+from ._calls import acall, call, json_answer, run_logger
 from .credentials import CredentialsArg, resolve_credentials
-from .exceptions import InvalidSimulationConfig, ResultNotReady, SimulationFailed
+from .exceptions import (
+    InvalidSimulationConfig,
+    IonworksPrefectError,
+    IonworksTransientError,
+    ResultNotReady,
+    SimulationFailed,
+)
 from .measurement_data import as_polars
 from .results import SimulationResult, SimulationRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller, Summarize
+from .resource_ids import path_segment
 from .status_reads import SIMULATIONS
 from .waiting import PollSchedule, Snapshot, wait_until_terminal
 
 
+def _template_name(config: dict[str, Any]) -> str | None:
+    experiment = config.get("protocol_experiment")
+    name = experiment.get("name") if isinstance(experiment, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _templates(client: Ionworks, config: dict[str, Any], name: str) -> set[str]:
+    """Ids of the project's saved protocols (experiment templates) named ``name``."""
+    project = config.get("project_id") or client.project_id
+    listed = call("list protocols", client.protocol.list, project_id=project, name_exact=name, limit=100)
+    return {p.id for p in listed if p.name == name}
+
+
+def _discard_new_templates(client: Ionworks, config: dict[str, Any], name: str, before: set[str]) -> None:
+    """Delete templates named ``name`` that appeared since ``before`` and that no simulation uses."""
+    try:
+        for template_id in _templates(client, config, name) - before:
+            if not call("list simulations", client.simulation.list, protocol_id=path_segment(template_id), limit=1):
+                call("delete protocol", client.protocol.delete, path_segment(template_id))
+    except IonworksPrefectError as exc:  # the refusal is the error to raise
+        run_logger().warning("Could not remove the protocol template saved for a refused simulation: %s", exc)
+
+
 def _submit(client: Ionworks, config: dict[str, Any], batch: bool) -> list[SimulationRun]:
+    if not isinstance(config, Mapping):
+        raise InvalidSimulationConfig(f"A simulation config must be a dict, not {type(config).__name__}")
+    name = _template_name(config)
+    before = _templates(client, config, name) if name else set()
     try:
         if batch:
-            responses = call("submit simulations", client.simulation.protocol_batch, config)
+            responses = call("submit simulations", client.simulation.protocol_batch, config,
+                             invalid=InvalidSimulationConfig)
         else:
-            responses = [call("submit simulation", client.simulation.protocol, config)]
-    except ValueError as exc:
-        raise InvalidSimulationConfig(str(exc)) from exc
+            responses = [call("submit simulation", client.simulation.protocol, config,
+                              invalid=InvalidSimulationConfig)]
+    except IonworksTransientError:
+        raise
+    except IonworksPrefectError:
+        if name:
+            _discard_new_templates(client, config, name, before)
+        raise
     return [SimulationRun(**r.model_dump()) for r in responses]
 
 
@@ -58,7 +101,7 @@ async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wa
             for run in runs:
                 seen = watch.latest.get(run.simulation_id)
                 if not (seen and seen.is_terminal):
-                    call("cancel simulation job", client.job.cancel, run.job_id)
+                    call("cancel simulation job", client.job.cancel, path_segment(run.job_id))
 
         label = f"Ionworks simulation {ids[0]}" if len(ids) == 1 else f"{len(ids)} Ionworks simulations"
         final = await wait_until_terminal(label, watch, cancel=cancel, max_wait_seconds=max_wait_seconds)
@@ -72,10 +115,11 @@ async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wa
 
 def read_simulation_result(client: Ionworks, simulation_id: str) -> SimulationResult:
     """Download a finished simulation's time series, steps and metrics (raises :class:`ResultNotReady`)."""
-    record = call("get simulation", client.simulation.get, simulation_id)
+    segment = path_segment(simulation_id, "Ionworks simulation id")
+    record = json_answer(call("get simulation", client.simulation.get, segment), "get simulation")
     if not (record.get("storage_folder") or record.get("simulation_data")):
         raise ResultNotReady(f"Simulation {simulation_id} has no results yet")
-    result = call("get simulation result", client.simulation.get_result, simulation_id)
+    result = call("get simulation result", client.simulation.get_result, segment)
     return SimulationResult(simulation_id=simulation_id, time_series=as_polars(result.time_series),
                             steps=as_polars(result.steps), metrics=result.metrics or {})
 

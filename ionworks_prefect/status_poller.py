@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .exceptions import InvalidResourceId, IonworksPrefectError, IonworksTransientError
-from .status_reads import Outcome, Resource, StatusReader, check_resource_id
+from .resource_ids import check_resource_id
+from .status_reads import Outcome, Resource, StatusReader
 from .waiting import PollSchedule, Snapshot
 
 _log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@
   whose job completed (a simulation is done only once its record has results, ``storage_folder``).
 
 Every read returns, per id, a :class:`~ionworks_prefect.waiting.Snapshot` or the typed error of that id's read.
-Records are checked against the official client's pydantic models; ids are checked and path-escaped.
+Records are checked against the official client's pydantic models; ids are checked and path-escaped
+(:mod:`ionworks_prefect.resource_ids`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Union
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 from ionworks.pipeline import PipelineSubmissionResponse
@@ -27,7 +28,8 @@ from ionworks.simple_pipeline import SimplePipelineSubmissionResponse
 from pydantic import BaseModel, ValidationError
 
 from ._calls import error_from_http_response
-from .exceptions import InvalidResourceId, IonworksPrefectError, IonworksRequestError, IonworksTransientError
+from .exceptions import IonworksPrefectError, IonworksRequestError, IonworksTransientError
+from .resource_ids import resource_path
 from .waiting import Snapshot
 
 Outcome = Union[Snapshot, Exception]
@@ -42,32 +44,6 @@ STATUSES_CHUNK = 1000
 IDS_PER_LIST = 50
 #: Ids that can stand in an ``in.(...)`` list as they are (no commas, parentheses or quotes); others are read alone.
 _LISTABLE_ID = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def check_resource_id(resource_id: Any) -> str:
-    """Return ``resource_id`` if it can name exactly one resource in a URL, else raise :class:`InvalidResourceId`.
-
-    Example:
-        >>> check_resource_id("")
-        Traceback (most recent call last):
-        InvalidResourceId: ...
-    """
-    if not isinstance(resource_id, str) or not resource_id.strip():
-        raise InvalidResourceId(f"An Ionworks id must be a non-empty string, got {resource_id!r}",
-                                resource_id=resource_id)
-    if resource_id in {".", ".."}:  # percent-escaping keeps dots, and URLs drop such path segments
-        raise InvalidResourceId(f"{resource_id!r} is not an Ionworks id", resource_id=resource_id)
-    return resource_id
-
-
-def resource_path(collection: str, resource_id: str) -> str:
-    """``collection/<id>`` with the id checked and path-escaped, so it cannot reach another URL.
-
-    Example:
-        >>> resource_path("/pipelines", "a/b")
-        '/pipelines/a%2Fb'
-    """
-    return f"{collection}/{quote(check_resource_id(resource_id), safe='')}"
 
 
 class StatusReader:

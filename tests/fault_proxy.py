@@ -1,9 +1,13 @@
 """A loopback reverse proxy that injects faults in front of the sandbox: 503, 429 + Retry-After, or a dropped
 connection after the request was forwarded (the server acted, the client never hears back).
 
+Faults are injected one by one (:meth:`FaultProxy.inject`) or at random (:meth:`FaultProxy.randomly`: each
+request, whatever its method and path, gets a fault with a given probability).
+
 Example:
     with FaultProxy(sandbox.url) as proxy:
         proxy.inject("POST", r"^/pipelines$", "drop_after_forward", times=1)
+        proxy.randomly(0.1, seed=7)   # and 10 % of all other requests fail in one of the FAULTS ways
         ...  # point IonworksCredentials(api_url=proxy.url) at it
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import threading
 import time
@@ -51,6 +56,10 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self.port = 0
+        self.rate = 0.0
+        self._injected: dict[str, int] = {}
+        self._random = random.Random(0)
+        self._random_kinds: tuple[str, ...] = FAULTS
 
     @property
     def url(self) -> str:
@@ -62,6 +71,18 @@ class FaultProxy:
         with self._lock:
             self.faults.append(Fault(method.upper(), re.compile(path_regex), kind, times, retry_after))
 
+    def randomly(self, rate: float, *, kinds: tuple[str, ...] = FAULTS, seed: int = 0,
+                 retry_after: float = 1.0) -> None:
+        """From now on, fail each request with probability ``rate``, in one of ``kinds`` drawn at random."""
+        assert all(kind in FAULTS for kind in kinds), kinds
+        with self._lock:
+            self.rate, self._random, self._random_kinds = rate, random.Random(seed), kinds
+            self._random_retry_after = retry_after
+
+    def injected(self) -> dict[str, int]:
+        """How many faults of each kind were injected (one by one or at random)."""
+        return dict(self._injected)
+
     def hits_for(self, method: str, path_regex: str) -> list[Hit]:
         pattern = re.compile(path_regex)
         return [h for h in self.hits if h.method == method.upper() and pattern.search(h.path)]
@@ -71,7 +92,13 @@ class FaultProxy:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == method and fault.path.search(path):
                     fault.times -= 1
+                    self._injected[fault.kind] = self._injected.get(fault.kind, 0) + 1
                     return fault
+            if self.rate and self._random.random() < self.rate:
+                fault = Fault(method, re.compile(".*"), self._random.choice(self._random_kinds), 0,
+                              self._random_retry_after)
+                self._injected[fault.kind] = self._injected.get(fault.kind, 0) + 1
+                return fault
         return None
 
     def __enter__(self) -> FaultProxy:

@@ -24,9 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -35,6 +34,7 @@ from pydantic import BaseModel
 from ionworks_prefect import CellTarget, IonworksPrefectError, UploadedMeasurement, upload_measurement
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.measurements import resolve_cell_instance
+from ionworks_prefect.retries import ionworks_task
 
 from ._mapping import results_or_reasons
 
@@ -105,9 +105,24 @@ def collect_files(files: Union[str, list[str], None], directory: Optional[str], 
     return list(dict.fromkeys(paths))
 
 
-@task(name="Resolve cell instance", cache_policy=NO_CACHE)
+@ionworks_task(name="Resolve cell instance", description="The cell instance id, created on first use.")
 def resolve_cell(cell: Union[str, CellTarget], credentials: Optional[str] = None) -> str:
-    """The cell instance id; a ``CellTarget`` is created on first use. Done once, before parallel uploads."""
+    """The cell instance id; a ``CellTarget`` is created on first use. Done once, before parallel uploads.
+
+    Args:
+        cell: A cell instance id, or a :class:`CellTarget` naming specification and instance.
+        credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
+
+    Returns:
+        The cell instance id.
+
+    Raises:
+        InvalidResourceId: ``cell`` is an empty id.
+        IonworksRequestError: Ionworks refused the lookup or the creation.
+
+    Examples:
+        >>> instance_id = resolve_cell(CellTarget(specification="NMC811 21700", instance="cell-7"))
+    """
     return resolve_cell_instance(resolve_credentials(credentials).get_client(), cell)
 
 
