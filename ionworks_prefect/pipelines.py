@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote
 
-import ionworks_schema as iws
 from ionworks import Ionworks
 from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.context import TaskRunContext
@@ -274,9 +273,11 @@ def _finished_at(client: Ionworks, segment: str) -> str | None:
 def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
     """Read a finished pipeline's results with the client's typed accessors (raises :class:`ResultNotReady` before).
 
-    Each element's result is what ``PipelineResponse.element(name)`` decodes it into (an ``ionworks_schema``
-    result); the pipeline's parameter values are those of its elements in order (a later element's value of a
-    parameter replaces an earlier one's; validations produce none). ``element_results`` keeps the raw dicts.
+    Each element is summarised from what ``PipelineResponse.element(name)`` decodes its result into (an
+    ``ionworks_schema`` result); ``element_results`` keeps the raw dicts. The pipeline's parameter values are its
+    ``result``, which the client documents as the final parameter values, read as the client reads every result
+    payload (an element's, a simple pipeline's): under ``parameter_values``. Element results hold no order, so
+    they cannot stand in for it; a fitted value is still found on its element (``FittedParameterSet``).
     """
     segment = quote(check_resource_id(pipeline_id), safe="")
     run = run_from_record(call("get pipeline", client.pipeline.get, segment).model_dump())
@@ -285,13 +286,11 @@ def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
         raise ResultNotReady(f"Pipeline {pipeline_id} is {run.status}; its result is not available yet")
     response = call("get pipeline result", client.pipeline.result, segment)
     typed = call("read pipeline element results", lambda: response.results)
-    elements = {name: ElementSummary.from_result(name, result) for name, result in typed.items()}
-    values: dict[str, Any] = {}
-    for name, result in typed.items():
-        if not isinstance(result, iws.ValidationResult):
-            values.update(elements[name].parameter_values)
-    return PipelineResult(pipeline_id=pipeline_id, parameter_values=values, element_results=response.element_results,
-                          elements=elements, completed_at=_finished_at(client, segment))
+    values = response.result.get("parameter_values")
+    return PipelineResult(pipeline_id=pipeline_id, parameter_values=values if isinstance(values, dict) else {},
+                          element_results=response.element_results,
+                          elements={name: ElementSummary.from_result(name, result) for name, result in typed.items()},
+                          completed_at=_finished_at(client, segment))
 
 
 @ionworks_task(

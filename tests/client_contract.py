@@ -190,7 +190,7 @@ NOT_JSON: frozenset[tuple[str, str]] = frozenset({
     ("DELETE", "/projects/{}/studies/{}/simulations/{}"), ("DELETE", "/projects/{}/studies/{}/measurements/{}"),
     ("GET", "/cell_measurements/{}/time_series/download"), ("GET", "/cell_measurements/{}/steps/download"),
     ("GET", "/simulations/{}/time_series/download"), ("GET", "/simulations/{}/steps/download"),
-    ("GET", "/storage/{}"), ("PUT", "/storage/{}"), ("GET", "/projects/{}/pipelines/{}"), ("GET", "/openapi.json"),
+    ("GET", "/storage/{}"), ("PUT", "/storage/{}"), ("GET", "/app/projects/{}/pipelines/{}"), ("GET", "/openapi.json"),
 })
 
 
@@ -349,7 +349,9 @@ class ContractMonitor:
     def answer(self, method: str, url: str, status: int, content_type: str | None, content: Callable[[], bytes]) -> Any:
         """Check one answer; returns its JSON wrapped for key tracking, or None when it is not a checked answer."""
         path = self._path(url)
-        if path is None or not 200 <= status < 300 or not (content_type or "").startswith("application/json"):
+        if path is None or method.upper() == "DELETE" or not 200 <= status < 300:
+            return None  # the client reads nothing from a DELETE answer
+        if not (content_type or "").startswith("application/json"):
             return None
         raw = content()
         if not raw:
@@ -387,8 +389,9 @@ class ContractMonitor:
 
         async def send(self: httpx.AsyncClient, request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:
             response = await original_send(self, request, *args, **kwargs)
-            if monitor._path(str(request.url)) is not None and not kwargs.get("stream"):
-                wrapped = monitor.answer(request.method, str(request.url), response.status_code,
+            final = response.request  # the last request, after any redirect
+            if monitor._path(str(final.url)) is not None and not kwargs.get("stream"):
+                wrapped = monitor.answer(final.method, str(final.url), response.status_code,
                                          response.headers.get("Content-Type"), lambda: response.content)
                 if wrapped is not None:
                     response.json = lambda **_: wrapped  # type: ignore[method-assign]
