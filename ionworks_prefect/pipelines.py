@@ -5,7 +5,8 @@ project) is written into the pipeline description as ``[ionworks-prefect:<hash12
 project's pipelines are searched for that marker (``description=ilike.%...%``, newest first, the marker checked
 on each record, see :func:`_matches`); a pending, running or completed match is reattached instead of
 submitting again. After creating, duplicates left by a retried or racing submission are deleted, keeping the
-earliest. Failed or canceled matches are ignored, so a resubmission runs again. ``force=True`` always submits (its marker differs, so later lookups still find the original).
+earliest. Failed or canceled matches are ignored, so a resubmission runs again. ``force=True`` always submits
+(its marker differs, so later lookups still find the original).
 On top, the submit task's Prefect cache (key: config fingerprint + target) skips even the lookup for a day;
 a cached :class:`PipelineRun` carries the status at submission, so wait on it for the current one.
 Limits: the marker is visible in the description; a description edited to drop it loses the link; a pipeline

@@ -15,8 +15,7 @@ import pytest
 from ionworks import Ionworks
 from ionworks.errors import IonworksError
 
-from ionworks_prefect import MeasurementProcessingFailed, upload_measurement
-from ionworks_prefect import history, pipelines
+from ionworks_prefect import MeasurementProcessingFailed, history, pipelines, upload_measurement
 from ionworks_prefect.history import list_fit_records
 from ionworks_prefect.measurements import store_measurement
 from ionworks_prefect.pipeline_config import hash_tag, prepare_pipeline
@@ -38,7 +37,8 @@ def test_an_answer_the_client_cannot_parse_is_a_problem():
     assert check_answer("GET", "/pipelines/p1", "application/json", PIPELINE) == []
     (problem,) = check_answer("GET", "/pipelines/p1", "application/json", {**PIPELINE, "is_terminal": None})
     assert "PipelineSubmissionResponse" in problem and "is_terminal" in problem
-    (problem,) = check_answer("GET", "/pipelines/p1/result", "application/json", {"result": {}, "element_results": None})
+    result = {"result": {}, "element_results": None}
+    (problem,) = check_answer("GET", "/pipelines/p1/result", "application/json", result)
     assert "PipelineResponse" in problem and "element_results" in problem
     (problem,) = check_answer("GET", "/pipelines/p1", "application/json; charset=utf-8", PIPELINE)
     assert "Content-Type" in problem  # the client parses only exactly application/json
@@ -59,7 +59,7 @@ def test_list_answers_are_checked_by_shape_and_record():
 
 def _run_as(directory: str, source: str, answer: object) -> None:
     """Run ``source`` as if it were code in ``directory`` (the plugin's, or elsewhere)."""
-    exec(compile(source, str(Path(directory) / "probe.py"), "exec"), {"answer": answer})
+    exec(compile(source, str(Path(directory) / "probe.py"), "exec"), {"answer": answer})  # noqa: S102
 
 
 def test_plugin_reads_of_keys_the_client_does_not_define_are_noted():
