@@ -9,7 +9,7 @@ from .aliases import load_parameter_set, promote_parameter_set
 from .artifacts import publish_parameter_set
 from .cell_tests import CellIdentity, CellTest, gather_cell_tests, identify_cell, list_cells
 from .credentials import IonworksCredentials
-from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
+from .cycler_files import UnsupportedCyclerFile, detect_format, read_measurement_file
 from .exceptions import (
     InvalidCredentials,
     InvalidMeasurementError,
@@ -31,8 +31,8 @@ from .exceptions import (
     SimulationFailed,
     WaitTimedOut,
 )
-from .cycler_files import UnsupportedCyclerFile, detect_format, read_measurement_file
 from .history import parameter_history
+from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
 from .measurement_checks import MeasurementSanityError
 from .measurements import CellTarget, upload_measurement
 from .parameter_sets import FittedParameter, FittedParameterSet

@@ -116,16 +116,21 @@ def parse_fit_marker(description: str | None) -> dict[str, object] | None:
 
 
 def _pages(client: Ionworks, cell_instance_id: str) -> Iterator[list]:
-    """Pipelines with this cell's marker, newest first, page by page until the list ends."""
+    """Pipelines with this cell's marker, newest first, page by page until the list ends.
+
+    As the client's ``collect_all_pages`` does, the offset moves by what a page held and the list ends at an empty
+    page or at its ``total``, so a server that caps pages smaller than asked skips nothing; the marker is checked
+    on every record (:func:`list_fit_records`), so a server that ignores the ``description`` filter costs pages only.
+    """
     offset = 0
     while True:
         page = call("list refit pipelines", client.pipeline.list,
                     description=f"ilike.%{FIT_MARKER_PREFIX}{cell_instance_id} %", order_by="created_at",
                     order="desc", limit=PAGE_SIZE, offset=offset)
         yield list(page)
-        if len(page) < PAGE_SIZE:
+        offset += len(page)
+        if not page or offset >= page.total:
             return
-        offset += PAGE_SIZE
 
 
 def list_fit_records(client: Ionworks, cell_instance_id: str) -> list[FitRecord]:
@@ -134,15 +139,16 @@ def list_fit_records(client: Ionworks, cell_instance_id: str) -> list[FitRecord]
     Example:
         >>> [r.test for r in list_fit_records(client, instance_id) if r.succeeded]
     """
-    records = []
+    records: dict[str, FitRecord] = {}
     for page in _pages(client, cell_instance_id):
         for pipeline in page:
             fields = parse_fit_marker(pipeline.description)
             if fields is not None and fields["cell_instance_id"] == cell_instance_id:
-                records.append(FitRecord(pipeline_id=pipeline.id, status=pipeline.status, is_failed=pipeline.is_failed,
-                                         is_terminal=pipeline.is_terminal, description=pipeline.description or "",
-                                         aliases=_ALIAS.findall(pipeline.description or ""), **fields))
-    return records
+                records.setdefault(pipeline.id, FitRecord(
+                    pipeline_id=pipeline.id, status=pipeline.status, is_failed=pipeline.is_failed,
+                    is_terminal=pipeline.is_terminal, description=pipeline.description or "",
+                    aliases=_ALIAS.findall(pipeline.description or ""), **fields))
+    return list(records.values())
 
 
 def latest_per_test(records: list[FitRecord]) -> list[FitRecord]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 import polars as pl
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
+from .cycler_files import ReaderChoice
 from .events import emit_measurement_uploaded
 from .exceptions import (
     InvalidMeasurementError,
@@ -22,19 +22,15 @@ from .exceptions import (
     MeasurementNameTaken,
     MeasurementProcessingFailed,
 )
-from .cycler_files import ReaderChoice
 from .measurement_checks import check_measurement
 from .measurement_data import MeasurementData, StagedMeasurement, as_polars, frame_digest, stage_measurement
-from .results import UploadedMeasurement
 from .resource_ids import check_resource_id, path_segment
+from .results import UploadedMeasurement
 from .retries import ionworks_task
-from .waiting import PollSchedule
 
 #: Tag holding the content digest of an uploaded time series; how re-uploads recognise identical data.
 DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
-#: Polls for server-side processing: soon after confirm (most uploads are ready within a second), then backing off.
-PROCESSING_POLLS = PollSchedule(first=0.05, factor=1.5, ceiling=1.0)
 #: Columns every cycler time series has (the server refuses to process an upload without them).
 CYCLER_COLUMNS = ("Time [s]", "Current [A]", "Voltage [V]")
 #: The client's documented tag limits: at most 50 tags a measurement (the digest tag is one), 50 characters each.
@@ -124,23 +120,26 @@ def _delete(client: Ionworks, measurement_id: str) -> None:
 
 
 def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
-    """Wait for server-side step processing; on failure or timeout delete the measurement and raise."""
-    deadline = time.monotonic() + timeout
-    for delay in PROCESSING_POLLS.delays():
-        record = call("get measurement", client.cell_measurement.get, path_segment(measurement_id))
-        status = record.processing_status
-        if status in (None, "ready"):
-            return
-        if status == "failed":
-            reason = record.processing_error or "The server could not process this upload."
-            break
-        if time.monotonic() + delay > deadline:
-            reason = f"processing did not finish within {timeout:g} s (status {status})"
-            break
-        time.sleep(delay)
+    """Wait for server-side step processing with the client's own wait; on failure, timeout or a refused read,
+    delete the measurement and raise.
+
+    ``wait_for_processing`` reads the record without its steps and time series, which the service refuses while
+    processing is in flight. A transient failure of that read is raised as is: the measurement is kept, and the
+    task's retry finds it by its digest and waits again.
+    """
+    try:
+        call("wait for measurement processing", client.cell_measurement.wait_for_processing,
+             path_segment(measurement_id),
+             timeout=timeout)
+        return
+    except IonworksTransientError:
+        raise
+    except IonworksRequestError as exc:
+        failures = getattr(exc.__cause__, "failures", None) or {}
+        reason = failures.get(measurement_id) or exc.message
     _delete(client, measurement_id)
     raise MeasurementProcessingFailed(
-        f"Ionworks could not process measurement {record.name!r}: {reason}. The upload was removed.",
+        f"Ionworks could not process measurement {measurement_id}: {reason}. The upload was removed.",
         measurement_id=measurement_id, reason=reason,
     )
 

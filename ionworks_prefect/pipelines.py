@@ -2,14 +2,15 @@
 
 Idempotency: a submission's content hash (prepared config incl. data ids, name, description, options and
 project) is written into the pipeline description as ``[ionworks-prefect:<hash12>]``. Before creating, the
-project's pipelines are searched for that marker (``description=ilike.%...%``); a pending, running or completed
-match is reattached instead of submitting again. After creating, duplicates left by a retried or racing
-submission are deleted, keeping the earliest. Failed or canceled matches are ignored, so a resubmission runs
-again. ``force=True`` always submits (its marker differs, so later lookups still find the original).
+project's pipelines are searched for that marker (``description=ilike.%...%``, newest first, the marker checked
+on each record, see :func:`_matches`); a pending, running or completed match is reattached instead of
+submitting again. After creating, duplicates left by a retried or racing submission are deleted, keeping the
+earliest. Failed or canceled matches are ignored, so a resubmission runs again. ``force=True`` always submits
+(its marker differs, so later lookups still find the original).
 On top, the submit task's Prefect cache (key: config fingerprint + target) skips even the lookup for a day;
 a cached :class:`PipelineRun` carries the status at submission, so wait on it for the current one.
-Limits: the marker is visible in the description; a description edited to drop it loses the link; the
-search sees the first 100 matches; a pipeline deleted in Ionworks is still returned by the cache that day.
+Limits: the marker is visible in the description; a description edited to drop it loses the link; a pipeline
+deleted in Ionworks is still returned by the cache that day.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ionworks import Ionworks
 from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.context import TaskRunContext
 
-from ._calls import acall, call, json_answer, run_logger
+from ._calls import acall, call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .events import emit_pipeline_finished
 from .exceptions import (
@@ -48,26 +49,25 @@ from .pipeline_config import (
     prepare_pipeline,
     referenced_measurements,
 )
+from .resource_ids import path_segment, resource_path
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .resource_ids import resource_path
 from .status_reads import PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
+
+#: Pipelines per page when looking for an earlier identical submission.
+LOOKUP_PAGE_SIZE = 100
 
 
 def run_from_record(record: dict[str, Any], *, url: str | None = None, config_hash: str | None = None,
                     reattached: bool = False) -> PipelineRun:
-    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline).
-
-    ``created_at``/``updated_at`` are in the simple-pipeline model only; for pipelines they are read when the
-    service sends them and stay ``None`` otherwise (both are optional on :class:`PipelineRun`).
-    """
+    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline), reading only the fields both of the
+    client's models define (``PipelineSubmissionResponse``, ``SimplePipelineSubmissionResponse``)."""
     return PipelineRun(
         id=record["id"], name=record.get("name"), description=record.get("description"),
         status=record["status"], error=record.get("error"), is_terminal=record["is_terminal"],
-        is_failed=record["is_failed"], created_at=record.get("created_at"), updated_at=record.get("updated_at"),
-        url=url, config_hash=config_hash, reattached=reattached,
+        is_failed=record["is_failed"], url=url, config_hash=config_hash, reattached=reattached,
     )
 
 
@@ -79,11 +79,28 @@ def _url(client: Ionworks, pipeline_id: str) -> str | None:
 
 
 def _matches(resource: Any, digest: str, project_id: str | None) -> list[Any]:
-    """Unfailed pipelines carrying this submission's marker, earliest first."""
-    page = call("list pipelines", resource.list, project_id=project_id,
-                description=f"ilike.%{HASH_TAG_PREFIX}{digest[:12]}%", order_by="created_at", order="asc", limit=100)
+    """Unfailed pipelines carrying this submission's marker, earliest first.
+
+    The search asks the server for the marker (``description=ilike.``), but reads the list newest first, page by
+    page, and checks the marker itself, so a server that ignores the filter costs pages, not a duplicate: it stops
+    at the end of the list or at the first page after a match that holds none (duplicates of one submission are
+    created together).
+    """
     tag = hash_tag(digest)
-    return [p for p in page if tag in (p.description or "") and not p.is_failed]
+    found: dict[str, Any] = {}
+    offset = 0
+    while True:
+        page = call("list pipelines", resource.list, project_id=project_id,
+                    description=f"ilike.%{HASH_TAG_PREFIX}{digest[:12]}%", order_by="created_at", order="desc",
+                    limit=LOOKUP_PAGE_SIZE, offset=offset)
+        hits = {p.id: p for p in page if tag in (p.description or "") and not p.is_failed}
+        if found and not hits.keys() - found.keys():
+            break
+        found.update(hits)
+        offset += len(page)
+        if not page or offset >= page.total:
+            break
+    return list(reversed(found.values()))
 
 
 def _keep_earliest(resource: Any, digest: str, project_id: str | None) -> Any | None:
@@ -267,34 +284,41 @@ async def wait_for_pipeline(
     return run
 
 
-def _element_summary(name: str, raw: Any, element: dict[str, Any]) -> ElementSummary:
-    raw = raw if isinstance(raw, dict) else {}
-    cost = raw.get("cost", raw.get("fun"))
-    if cost is None:
-        cost = (element.get("progress") or {}).get("best_cost")
-    return ElementSummary(name=name, element_type=element.get("element_type"), status=element.get("status"),
-                          job_id=element.get("job_id"), cost=cost, parameter_values=raw.get("parameter_values") or {})
+def _finished_at(client: Ionworks, segment: str) -> str | None:
+    """When the pipeline's last element job last changed, or None when no element names a job.
+
+    A pipeline record has no time (``PipelineSubmissionResponse``); its elements listing names each element's job
+    (``job_id``, which the client's own ``PipelineResponse.element`` reads), and ``updated_at`` is a field of
+    ``JobResponse``.
+    """
+    elements = call("list pipeline elements", client.get, f"/pipelines/{segment}/elements")
+    jobs = [e.get("job_id") for e in elements if isinstance(e, dict) and isinstance(e.get("job_id"), str)]
+    if not jobs:
+        return None
+    return call("get element job", client.job.get, path_segment(jobs[-1])).updated_at
 
 
 def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
-    """Read a completed pipeline's results (raises :class:`ResultNotReady` otherwise)."""
-    path = resource_path("/pipelines", pipeline_id)
-    record = json_answer(call("get pipeline", client.get, path), "get pipeline")
-    run = call("read pipeline", run_from_record, record)
+    """Read a finished pipeline's results with the client's typed accessors (raises :class:`ResultNotReady` before).
+
+    Each element is summarised from what ``PipelineResponse.element(name)`` decodes its result into (an
+    ``ionworks_schema`` result); ``element_results`` keeps the raw dicts. The pipeline's parameter values are its
+    ``result``, which the client documents as the final parameter values, read as the client reads every result
+    payload (an element's, a simple pipeline's): under ``parameter_values``. Element results hold no order, so
+    they cannot stand in for it; a fitted value is still found on its element (``FittedParameterSet``).
+    """
+    segment = path_segment(pipeline_id)
+    run = run_from_record(call("get pipeline", client.pipeline.get, segment).model_dump())
     raise_for_failure(run)
-    if run.status != "completed":
+    if not run.is_terminal:
         raise ResultNotReady(f"Pipeline {pipeline_id} is {run.status}; its result is not available yet")
-    response = json_answer(call("get pipeline result", client.get, f"{path}/result"), "get pipeline result")
-    listed = json_answer(call("list pipeline elements", client.get, f"{path}/elements"), "list pipeline elements", list)
-    elements = call("list pipeline elements", lambda: {e["name"]: e for e in listed})
-    element_results = response.get("element_results") or {}
-    return PipelineResult(
-        pipeline_id=pipeline_id,
-        parameter_values=(response.get("result") or {}).get("parameter_values") or {},
-        element_results=element_results,
-        elements={n: _element_summary(n, element_results.get(n), elements.get(n, {})) for n in elements},
-        completed_at=record.get("updated_at"),
-    )
+    response = call("get pipeline result", client.pipeline.result, segment)
+    typed = call("read pipeline element results", lambda: response.results)
+    values = response.result.get("parameter_values")
+    return PipelineResult(pipeline_id=pipeline_id, parameter_values=values if isinstance(values, dict) else {},
+                          element_results=response.element_results,
+                          elements={name: ElementSummary.from_result(name, result) for name, result in typed.items()},
+                          completed_at=_finished_at(client, segment))
 
 
 @ionworks_task(

@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from ionworks import Ionworks
+from ionworks.simple_pipeline import SimplePipelineSubmissionResponse
 
 from ._calls import acall, call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .measurements import CellArg
 from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
 from .pipelines import SubmissionCache, log_submission, raise_for_failure, run_from_record, submit_uploaded
+from .resource_ids import resource_path
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller
-from .resource_ids import resource_path
 from .status_reads import SIMPLE_PIPELINES
 from .waiting import PollSchedule, wait_until_terminal
 
@@ -30,19 +31,14 @@ def _result_element(config: dict[str, Any] | None) -> str:
     return next((n for n, e in elements.items() if e.get("element_type") in _RESULT_ELEMENTS), "result")
 
 
-def _result(record: dict[str, Any], config: dict[str, Any] | None = None) -> PipelineResult:
-    raw = record.get("result") or {}
+def _result(client: Ionworks, record: dict[str, Any], config: dict[str, Any] | None = None) -> PipelineResult:
+    """The result of a finished simple pipeline record, decoded by the client (``result_object``)."""
+    response = SimplePipelineSubmissionResponse(**record, client=client)
     name = _result_element(config)
-    cost = raw.get("cost", raw.get("fun"))
-    return PipelineResult(
-        pipeline_id=record["id"],
-        parameter_values=raw.get("parameter_values") or {},
-        element_results={name: raw},
-        elements={name: ElementSummary(name=name, status=record["status"], job_id=record.get("job_id"), cost=cost,
-                                       parameter_values=raw.get("parameter_values") or {})},
-        config=config,
-        completed_at=record.get("updated_at"),
-    )
+    summary = ElementSummary.from_result(name, response.result_object)
+    return PipelineResult(pipeline_id=response.id, parameter_values=summary.parameter_values,
+                          element_results={name: response.result or {}}, elements={name: summary}, config=config,
+                          completed_at=response.updated_at)
 
 
 @ionworks_task(
@@ -111,7 +107,7 @@ async def wait_for_simple_pipeline(
     client = resolve_credentials(credentials).get_client()
     record = await _await_simple(client, pipeline_id, max_wait_seconds, poll_schedule)
     raise_for_failure(run_from_record(record), "Simple pipeline")
-    return _result(record)
+    return _result(client, record)
 
 
 @ionworks_task(
@@ -144,4 +140,4 @@ async def run_simple_pipeline(
     record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule,
                                  project_id or prepared.get("project_id"))
     raise_for_failure(run_from_record(record), "Simple pipeline")
-    return _result(record, prepared)
+    return _result(client, record, prepared)

@@ -25,10 +25,10 @@ from .exceptions import (
     SimulationFailed,
 )
 from .measurement_data import as_polars
+from .resource_ids import path_segment
 from .results import SimulationResult, SimulationRun
 from .retries import ionworks_task
 from .status_poller import StatusPoller, Summarize
-from .resource_ids import path_segment
 from .status_reads import SIMULATIONS
 from .waiting import PollSchedule, Snapshot, wait_until_terminal
 

@@ -9,8 +9,8 @@ from ionworks import Ionworks
 
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
-from .results import StudyAssignment
 from .resource_ids import check_resource_id, path_segment
+from .results import StudyAssignment
 from .retries import ionworks_task
 
 

@@ -1,5 +1,6 @@
-"""A loopback reverse proxy that injects faults in front of the sandbox: 503, 429 + Retry-After, or a dropped
-connection after the request was forwarded (the server acted, the client never hears back).
+"""A loopback reverse proxy that injects faults in front of the sandbox: 503, 429 + Retry-After, a refusal (409),
+or a dropped connection after the request was forwarded (the server acted, the client never hears back); and a
+server that ignores a query filter (the parameter is dropped before forwarding).
 
 Faults are injected one by one (:meth:`FaultProxy.inject`) or at random (:meth:`FaultProxy.randomly`: each
 request, whatever its method and path, gets a fault with a given probability).
@@ -20,10 +21,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-FAULTS = ("503", "429", "drop_after_forward", "drop_before_forward")
+FAULTS = ("503", "429", "409", "drop_after_forward", "drop_before_forward")
+_ERROR_CODES = {"503": "UNAVAILABLE", "429": "RATE_LIMITED", "409": "CONFLICT"}
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
 
 
@@ -50,6 +53,7 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.faults: list[Fault] = []
+        self.ignored: list[tuple[str, re.Pattern[str], str]] = []
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -82,6 +86,18 @@ class FaultProxy:
     def injected(self) -> dict[str, int]:
         """How many faults of each kind were injected (one by one or at random)."""
         return dict(self._injected)
+
+    def ignore_filter(self, method: str, path_regex: str, param: str) -> None:
+        """From now on, forward matching requests without the query parameter ``param``."""
+        with self._lock:
+            self.ignored.append((method.upper(), re.compile(path_regex), param))
+
+    def _forwarded_target(self, method: str, path: str, target: str) -> str:
+        dropped = {p for m, pattern, p in self.ignored if m == method and pattern.search(path)}
+        if not dropped or "?" not in target:
+            return target
+        query = [(k, v) for k, v in parse_qsl(target.split("?", 1)[1], keep_blank_values=True) if k not in dropped]
+        return f"{path}?{urlencode(query)}" if query else path
 
     def hits_for(self, method: str, path_regex: str) -> list[Hit]:
         pattern = re.compile(path_regex)
@@ -138,16 +154,16 @@ class FaultProxy:
             if fault is not None and fault.kind == "drop_before_forward":
                 self.hits.append(Hit(method, path, fault.kind))
                 return
-            if fault is not None and fault.kind in ("503", "429"):
+            if fault is not None and fault.kind in _ERROR_CODES:
                 status = int(fault.kind)
                 extra = {"Retry-After": f"{fault.retry_after:g}"} if status == 429 else {}
-                payload = {"error_code": "RATE_LIMITED" if status == 429 else "UNAVAILABLE",
-                           "message": "injected fault", "detail": None}
+                payload = {"error_code": _ERROR_CODES[fault.kind], "message": "injected fault", "detail": None}
                 self.hits.append(Hit(method, path, fault.kind))
                 await self._respond(writer, status, {"Content-Type": "application/json", **extra},
                                     json.dumps(payload).encode())
                 return
             forward = {k.strip(): v.strip() for k, v in headers if k.strip().lower() not in _HOP_HEADERS}
+            target = self._forwarded_target(method, path, target)
             response = await upstream.request(method, f"{self.upstream}{target}", headers=forward, content=body)
             if fault is not None:  # drop_after_forward: the server acted, the client gets nothing
                 self.hits.append(Hit(method, path, fault.kind))

@@ -242,8 +242,9 @@ def test_every_task_that_takes_credentials_uses_the_shared_policy():
     import importlib
     import pkgutil
 
-    import ionworks_prefect
     from prefect import Task
+
+    import ionworks_prefect
 
     found = {}
     for info in pkgutil.walk_packages(ionworks_prefect.__path__, "ionworks_prefect."):
