@@ -72,7 +72,10 @@ def _http_response(exc: BaseException) -> requests.Response | None:
 
 def _with_target(message: str, response: Any) -> str:
     """A 404's message with the path that was asked for, so it names the id (as sent, path-escaped)."""
-    request = getattr(response, "request", None)
+    try:
+        request = getattr(response, "request", None)
+    except RuntimeError:  # an httpx response built without its request
+        return message
     url = str(getattr(request, "url", "") or "")
     path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if url else ""
     return f"{message} ({request.method} {path})" if path and path not in message else message

@@ -70,7 +70,7 @@ def test_a_refused_pipeline_removes_the_measurement_uploaded_for_it(client, sand
     before = records(sandbox)
     with pytest.raises(IonworksRequestError, match="closest known names"):
         submit_pipeline.fn(config, base_dir=tmp_path, cell=instance_id)
-    assert client.cell_measurement.list(instance_id) == []
+    assert [m.id for m in client.cell_measurement.list(instance_id)] == []
     assert records(sandbox) == before
 
 

@@ -24,7 +24,7 @@ def test_readme_refit_example(sandbox, prefect_server, tmp_path):
     csv = tmp_path / "rpt0.csv"
     synthetic_discharge({}, c_rates=(1.0,), period_s=20.0).write_csv(csv)
     namespace: dict = {}
-    exec(compile(_example("async def refit"), str(README), "exec"), namespace)
+    exec(compile(_example("async def refit("), str(README), "exec"), namespace)
     asyncio.run(namespace["refit"](str(csv)))
 
     from prefect.artifacts import Artifact

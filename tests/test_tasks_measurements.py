@@ -104,10 +104,23 @@ def test_cycler_files_are_read_by_format(client, tmp_path):
     assert sorted(_names(client, instance_id)) == ["rpt", "rpt_cycler"]
 
 
-def test_server_processing_failure_removes_the_upload(client):
+def test_a_frame_the_server_could_not_process_is_refused_before_sending(client):
     _, instance_id = new_instance(client)
-    no_voltage = discharge_frame().drop(VOLTAGE)  # passes the client's checks, the server cannot derive steps
+    with pytest.raises(InvalidMeasurementError, match="needs a 'Voltage \\[V\\]' column"):
+        upload_flow(discharge_frame().drop(VOLTAGE), instance_id, "no-voltage")
+    assert _names(client, instance_id) == []
+
+
+def test_server_processing_failure_removes_the_upload(client):
+    """The server refuses what the plugin would have caught (sent here by the official client on its own, which
+    accepts a frame without voltage): waiting on its processing deletes it and names the server's reason."""
+    from ionworks_prefect.measurements import _settle
+
+    _, instance_id = new_instance(client)
+    created = client.cell_measurement.create(instance_id, {"measurement": {"name": "no-voltage"},
+                                                           "time_series": discharge_frame().drop(VOLTAGE)},
+                                             wait_for_processing=False)  # fmt: skip
     with pytest.raises(MeasurementProcessingFailed) as caught:
-        upload_flow(no_voltage, instance_id, "no-voltage")
-    assert caught.value.reason and caught.value.reason in str(caught.value)
+        _settle(client, created.id, timeout=30)
+    assert "Voltage [V]" in caught.value.reason and caught.value.reason in str(caught.value)
     assert _names(client, instance_id) == []
