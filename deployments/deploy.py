@@ -8,7 +8,9 @@ it without the ``prefect deploy`` CLI:
     python -m deployments.deploy docker --tag 0.1.0     # build, push, register with ionworks-docker
     ... --params '{"nightly-refit": {"specification": "LFP 26650"}}'   # per-deployment overrides
 
-Run it from the repository root (entrypoints are relative to it).
+Run it from the repository root (entrypoints are relative to it). Each target also applies the crashed-run
+automation (``deployments/crashed-flow-runs.yaml``) and runs flows with heartbeats every 30 s, so a flow run
+whose process died is marked Crashed instead of staying Running.
 
 Example:
     >>> deployments = runner_deployments(process_deployment_specs(), {})
@@ -24,6 +26,7 @@ from typing import Any
 
 import yaml
 from prefect import Flow, deploy, serve
+from prefect.automations import Automation
 from prefect.deployments.runner import RunnerDeployment
 from prefect.docker import DockerImage
 from prefect.events import DeploymentEventTrigger
@@ -34,6 +37,29 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "prefect.yaml"
 DOCKERFILE = "deployments/Dockerfile"
 IMAGE_NAME = "ionworks-prefect"
+CRASH_AUTOMATION = ROOT / "deployments" / "crashed-flow-runs.yaml"
+
+
+def heartbeat_environment(path: Path = PREFECT_YAML) -> dict[str, str]:
+    """The flow-run heartbeat settings prefect.yaml gives every work pool (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``)."""
+    return dict(yaml.safe_load(path.read_text())["definitions"]["heartbeats"])
+
+
+def crash_automation(path: Path = CRASH_AUTOMATION) -> Automation:
+    """The automation that marks a flow run Crashed when its heartbeats stop (not yet saved)."""
+    return Automation.model_validate(yaml.safe_load(path.read_text()))
+
+
+def apply_crash_automation(path: Path = CRASH_AUTOMATION) -> Automation:
+    """Create the crashed-run automation on the Prefect server, or update the one of the same name."""
+    wanted = crash_automation(path)
+    try:
+        existing = Automation.read(name=wanted.name)
+    except ValueError:
+        return wanted.create()
+    updated = Automation(**{**wanted.model_dump(), "id": existing.id})
+    updated.update()
+    return updated
 
 
 def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
@@ -90,6 +116,7 @@ def deploy_process(overrides: dict[str, dict[str, Any]]) -> list[str]:
     for spec in process_deployment_specs():
         flow = Flow.from_source(source=str(ROOT), entrypoint=spec["entrypoint"])
         ids.append(str(flow.deploy(work_pool_name=spec["work_pool"]["name"], print_next_steps=False,
+                                   job_variables=spec["work_pool"].get("job_variables"),
                                    **_options(spec, overrides))))
     return ids
 
@@ -124,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = json.loads(args.params)
     os.chdir(ROOT)
+    apply_crash_automation()
     if args.target == "serve":
+        os.environ.update(heartbeat_environment())  # served runs are subprocesses of this one
         serve(*runner_deployments(process_deployment_specs(), overrides))
     elif args.target == "process":
         print("\n".join(deploy_process(overrides)))

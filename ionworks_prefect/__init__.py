@@ -9,10 +9,12 @@ from .aliases import load_parameter_set, promote_parameter_set
 from .artifacts import publish_parameter_set
 from .cell_tests import CellIdentity, CellTest, gather_cell_tests, identify_cell, list_cells
 from .credentials import IonworksCredentials
-from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
+from .cycler_files import UnsupportedCyclerFile, detect_format, read_measurement_file
 from .exceptions import (
+    InvalidCredentials,
     InvalidMeasurementError,
     InvalidPipelineConfig,
+    InvalidResourceId,
     InvalidSimulationConfig,
     IonworksNotFound,
     IonworksPrefectError,
@@ -30,7 +32,8 @@ from .exceptions import (
     WaitTimedOut,
 )
 from .history import parameter_history
-from .measurement_data import read_measurement_file
+from .jobs import IonworksPipeline, IonworksPipelineRun, run_ionworks_pipeline
+from .measurement_checks import MeasurementSanityError
 from .measurements import CellTarget, upload_measurement
 from .parameter_sets import FittedParameter, FittedParameterSet
 from .pipeline_config import prepare_pipeline
@@ -92,6 +95,7 @@ __all__ = [
     "PollSchedule",
     "prepare_pipeline",
     "read_measurement_file",
+    "detect_format",
     "ionworks_task",
     "retry_on_transient_error",
     # results
@@ -115,8 +119,12 @@ __all__ = [
     "IonworksRequestError",
     "IonworksNotFound",
     "IonworksTransientError",
+    "InvalidCredentials",
     "InvalidMeasurementError",
+    "MeasurementSanityError",
+    "UnsupportedCyclerFile",
     "InvalidPipelineConfig",
+    "InvalidResourceId",
     "InvalidSimulationConfig",
     "MeasurementNameTaken",
     "MeasurementProcessingFailed",

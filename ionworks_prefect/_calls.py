@@ -1,8 +1,15 @@
-"""Calling the synchronous Ionworks client: typed error translation, Retry-After, worker threads."""
+"""Calling the synchronous Ionworks client: typed error translation, in-place retries, worker threads.
+
+:func:`call` is the one place a request is retried (see :mod:`ionworks_prefect.retries` for the policy) and the
+one place a client failure becomes a typed error: ``IonworksError`` by status, a transport failure as
+transient, a malformed URL as permanent, and a ``ValueError``/``KeyError``/``TypeError``/non-JSON answer/pydantic
+error of a client model as :class:`IonworksRequestError` naming the action.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import requests
 from ionworks.errors import IonworksError
+from pydantic import ValidationError
 
 from .exceptions import IonworksNotFound, IonworksPrefectError, IonworksRequestError, IonworksTransientError
 
@@ -24,6 +32,10 @@ TRANSIENT_STATUS = frozenset({408, 425, 429})
 PERMANENT_SERVER_STATUS = frozenset({501, 505})
 _TRANSPORT_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                      requests.exceptions.ChunkedEncodingError)
+#: Requests that can never succeed as written: retrying them only wastes the budget.
+_PERMANENT_REQUEST_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                             requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader,
+                             requests.exceptions.TooManyRedirects, requests.exceptions.URLRequired)
 
 
 def is_transient_status(status: int | None) -> bool:
@@ -58,7 +70,17 @@ def _http_response(exc: BaseException) -> requests.Response | None:
     return getattr(context, "response", None) if isinstance(context, requests.RequestException) else None
 
 
+def _with_target(message: str, response: Any) -> str:
+    """A 404's message with the path that was asked for, so it names the id (as sent, path-escaped)."""
+    request = getattr(response, "request", None)
+    url = str(getattr(request, "url", "") or "")
+    path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if url else ""
+    return f"{message} ({request.method} {path})" if path and path not in message else message
+
+
 def _is_transport_failure(exc: IonworksError) -> bool:
+    if isinstance(exc.__context__, _PERMANENT_REQUEST_ERRORS):
+        return False
     if isinstance(exc.__context__, _TRANSPORT_ERRORS):
         return True
     text = str(exc.message)
@@ -84,11 +106,64 @@ def translate_error(exc: BaseException, action: str) -> IonworksPrefectError | N
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
             return IonworksTransientError(message, status_code=exc.status_code, error_code=exc.error_code,
                                           retry_after=retry_after, action=action)
-        kind = IonworksNotFound if exc.status_code == 404 else IonworksRequestError
-        return kind(message, status_code=exc.status_code, error_code=exc.error_code, action=action)
+        if exc.status_code == 404:
+            return IonworksNotFound(_with_target(message, _http_response(exc)), status_code=404,
+                                    error_code=exc.error_code, action=action)
+        return IonworksRequestError(message, status_code=exc.status_code, error_code=exc.error_code, action=action)
+    if isinstance(exc, requests.exceptions.JSONDecodeError):
+        return None  # an answer that is not JSON: see unexpected_error
+    if isinstance(exc, (_PERMANENT_REQUEST_ERRORS, httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return IonworksRequestError(f"{type(exc).__name__}: {exc}", action=action)
     if isinstance(exc, (requests.RequestException, httpx.TransportError)):
         return IonworksTransientError(f"{type(exc).__name__}: {exc}", action=action)
     return None
+
+
+def unexpected_error(exc: Exception, action: str,
+                     invalid: type[IonworksPrefectError] = IonworksRequestError) -> IonworksPrefectError:
+    """The typed error for a non-API exception raised while calling the client.
+
+    A non-JSON answer (``JSONDecodeError``), a record the client's pydantic model rejects, a missing field
+    (``KeyError``) or a wrong shape (``TypeError``/``AttributeError``) is an :class:`IonworksRequestError`
+    ("unexpected answer"); any other ``ValueError`` is the client refusing its input, raised as ``invalid``.
+
+    Example:
+        >>> unexpected_error(KeyError("id"), "get pipeline").message
+        "Unexpected answer from Ionworks: no field 'id'"
+    """
+    if isinstance(exc, (json.JSONDecodeError, requests.exceptions.JSONDecodeError)):
+        return IonworksRequestError(f"Ionworks answered with something that is not JSON ({exc})", action=action)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        return IonworksRequestError(f"Unexpected answer from Ionworks: {first['msg']} at {where or 'the top'} "
+                                    f"({exc.title})", action=action)
+    if isinstance(exc, KeyError):
+        return IonworksRequestError(f"Unexpected answer from Ionworks: no field {exc}", action=action)
+    if isinstance(exc, (TypeError, AttributeError, IndexError)):
+        return IonworksRequestError(f"Unexpected answer from Ionworks: {exc}", action=action)
+    message = str(exc) or type(exc).__name__
+    if issubclass(invalid, IonworksRequestError):
+        return invalid(message, action=action)
+    return invalid(f"{action}: {message}")
+
+
+def json_answer(answer: Any, action: str, kind: type = dict) -> Any:
+    """``answer`` if the client decoded a JSON ``kind`` (dict or list); the client hands back the raw response
+    for a non-JSON answer (an HTML page after a redirect), which is an :class:`IonworksRequestError`.
+
+    Example:
+        >>> json_answer({"id": "p1"}, "get pipeline")["id"]
+        'p1'
+    """
+    if isinstance(answer, kind):
+        return answer
+    if isinstance(answer, requests.Response):
+        detail = f"{answer.status_code} {answer.headers.get('Content-Type') or 'no content type'} from {answer.url}"
+    else:
+        detail = type(answer).__name__
+    raise IonworksRequestError(f"Ionworks answered with something that is not a JSON {kind.__name__} ({detail})",
+                               action=action)
 
 
 def error_from_http_response(response: httpx.Response, action: str) -> IonworksPrefectError:
@@ -109,24 +184,46 @@ def error_from_http_response(response: httpx.Response, action: str) -> IonworksP
     else:
         payload = response.text or response.reason_phrase
     error = translate_error(IonworksError(payload, status_code=response.status_code), action)
+    if isinstance(error, IonworksNotFound):
+        error.message = _with_target(error.message, response)
     if isinstance(error, IonworksTransientError):
         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return error
 
 
-def call(action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one client call, raising typed errors; sleeps a 429's Retry-After before raising the retryable error.
+def call(action: str, fn: Callable[..., T], *args: Any,
+         invalid: type[IonworksPrefectError] = IonworksRequestError, **kwargs: Any) -> T:
+    """Run one client call, raising only typed errors; a transient failure is retried in place.
+
+    Retries follow :func:`ionworks_prefect.retries.request_policy` (the task's options, else the settings),
+    waiting at least a 429's Retry-After. A typed error raised inside ``fn`` (a nested :func:`call`) passes as
+    it is, so a composite call never multiplies the budget. ``invalid`` is the error a client ``ValueError``
+    (its refusal of the input) becomes.
 
     Example:
         >>> call("health check", client.health_check)
     """
-    try:
-        return fn(*args, **kwargs)
-    except (IonworksError, requests.RequestException) as exc:
-        error = translate_error(exc, action)
-        if isinstance(error, IonworksTransientError) and error.retry_after:
-            time.sleep(error.retry_after)
-        raise error from exc
+    from .retries import request_policy
+
+    policy = None
+    retry = 0
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except IonworksPrefectError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every client failure leaves typed
+            error = translate_error(exc, action) or unexpected_error(exc, action, invalid)
+            if not isinstance(error, IonworksTransientError):
+                raise error from exc
+            policy = policy or request_policy()
+            if retry >= policy.retries:
+                error.attempts = retry + 1
+                raise error from exc
+            delay = policy.delay(retry, error.retry_after)
+            retry += 1
+            run_logger().warning("%s; retry %d of %d in %.1f s", error, retry, policy.retries, delay)
+            time.sleep(delay)
 
 
 async def acall(action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

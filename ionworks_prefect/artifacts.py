@@ -10,6 +10,7 @@ version of an artifact, in the UI the server shows by default.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Optional
 
 import httpx
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
@@ -229,7 +230,7 @@ def publish_parameter_set(
 
 
 @task(name="Note unchanged parameters", cache_policy=NO_CACHE)
-def publish_unchanged(latest: FittedParameterSet) -> str:
+async def publish_unchanged(latest: FittedParameterSet) -> str:
     """Publish a short note on the current run: nothing new since the newest fit, and where its report is.
 
     Args:
@@ -244,15 +245,15 @@ def publish_unchanged(latest: FittedParameterSet) -> str:
         from ionworks_prefect.artifacts import publish_unchanged
 
         @flow
-        def quiet_night(latest):
-            publish_unchanged(latest)
+        async def quiet_night(latest):
+            await publish_unchanged(latest)
         ```
     """
     key = f"{artifact_key(latest.cell or latest.pipeline_id)}-report"
-    report = latest_artifact_links([key]).get(key)
+    report = (await asyncio.to_thread(latest_artifact_links, [key])).get(key)
     since = f"{latest.created_at:%Y-%m-%d %H:%M} UTC"
     text = (f"**{latest.cell}: unchanged since {since}.** No new test to fit; newest fit "
             f"{summary_line(latest, None)} (pipeline `{latest.pipeline_id}`). See the report "
             + (f"[{key}]({report})." if report else f"`{key}`."))
-    create_markdown_artifact(text, description=f"{latest.cell}: unchanged since {since}")
+    await acreate_markdown_artifact(text, description=f"{latest.cell}: unchanged since {since}")
     return text

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
 from .measurements import DIGEST_TAG_PREFIX, CellArg, CellTarget
+from .resource_ids import check_resource_id, path_segment
 from .retries import ionworks_task
 
 RPT_TAG_PREFIX = "rpt:"
@@ -156,13 +157,13 @@ def specification_id(client: Ionworks, specification: str) -> str:
     found = call("find cell specification", client.cell_spec.list, name_exact=specification, limit=2)
     if found:
         return found[0].id
-    return call("get cell specification", client.cell_spec.get, specification).id
+    return call("get cell specification", client.cell_spec.get, path_segment(specification)).id
 
 
 def find_cell(client: Ionworks, cell: CellArg) -> CellIdentity | None:
     """The identity of an existing cell; None when a ``CellTarget`` names no existing cell (an unknown id: 404)."""
     if isinstance(cell, str):
-        instance = call("get cell instance", client.cell_instance.get, cell)
+        instance = call("get cell instance", client.cell_instance.get, path_segment(cell, "Ionworks cell instance id"))
         spec = call("get cell specification", client.cell_spec.get, instance.cell_specification_id)
         return CellIdentity(instance_id=instance.id, instance_name=instance.name, specification_id=spec.id,
                             specification_name=spec.name)
@@ -180,14 +181,14 @@ def find_cell(client: Ionworks, cell: CellArg) -> CellIdentity | None:
 def find_cell_instance(client: Ionworks, cell: CellArg) -> str | None:
     """The instance id of an existing cell (None when a ``CellTarget`` names no existing instance)."""
     if isinstance(cell, str):
-        return cell
+        return check_resource_id(cell, "Ionworks cell instance id")
     found = find_cell(client, cell)
     return found.instance_id if found else None
 
 
 def read_cell_tests(client: Ionworks, cell_instance_id: str) -> list[CellTest]:
     """The processed time-series measurements of one cell instance, grouped into tests."""
-    listed = call("list measurements", client.cell_measurement.list, cell_instance_id,
+    listed = call("list measurements", client.cell_measurement.list, path_segment(cell_instance_id),
                   measurement_type="time_series", limit=1000, order_by="created_at", order="asc")
     return group_tests(cell_instance_id, [m for m in listed if m.processing_status in (None, "ready")])
 

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import os
 from typing import Optional, Union
+from urllib.parse import urlsplit
 
 from ionworks import Ionworks
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from .exceptions import InvalidCredentials
 
 DEFAULT_API_URL = "https://api.ionworks.com"
 
 
 def _api_url_from_environment() -> str:
     return os.environ.get("IONWORKS_API_URL") or DEFAULT_API_URL
+
+
+def checked_api_url(url: str) -> str:
+    """``url`` if it is an ``http(s)://host[:port][/path]`` base URL, else :class:`InvalidCredentials` naming it.
+
+    A malformed URL can never be reached, so it fails here, before any request, instead of being retried.
+
+    Example:
+        >>> checked_api_url("htp:/nowhere")
+        Traceback (most recent call last):
+        InvalidCredentials: ...
+    """
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except (TypeError, ValueError, AttributeError):
+        parts, port_ok = None, False
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok
+            or parts.query or parts.fragment or any(c.isspace() for c in url)):
+        raise InvalidCredentials(f"The Ionworks API URL {url!r} is not an http:// or https:// URL with a host")
+    return url
 
 
 class IonworksCredentials(CredentialsBlock):
@@ -81,17 +105,32 @@ class IonworksCredentials(CredentialsBlock):
     def get_client(self) -> Ionworks:
         """Return a new configured ``ionworks.Ionworks`` client.
 
+        The client makes no retries of its own (``max_retries=0``): every request is retried under the one
+        policy of :mod:`ionworks_prefect.retries`.
+
+        Returns:
+            An ``ionworks.Ionworks`` client for ``api_url``.
+
+        Raises:
+            InvalidCredentials: No API key or token (here or in the environment), or ``api_url`` is not an
+                ``http(s)://`` URL with a host.
+
         Example:
             >>> client = IonworksCredentials(api_key="key").get_client()
         """
-        return Ionworks(
-            api_key=self.api_key.get_secret_value() if self.api_key else None,
-            token=self.token.get_secret_value() if self.token else None,
-            api_url=self.api_url,
-            project_id=self.project_id,
-            organization_id=self.organization_id,
-            timeout=self.timeout,
-        )
+        api_url = checked_api_url(self.api_url)
+        try:
+            return Ionworks(
+                api_key=self.api_key.get_secret_value() if self.api_key else None,
+                token=self.token.get_secret_value() if self.token else None,
+                api_url=api_url,
+                project_id=self.project_id,
+                organization_id=self.organization_id,
+                timeout=self.timeout,
+                max_retries=0,
+            )
+        except ValueError as exc:  # the client's own check: no key and no token anywhere
+            raise InvalidCredentials(f"No Ionworks credentials for {api_url}: {exc}") from None
 
 
 CredentialsArg = Union[IonworksCredentials, str, None]
@@ -100,11 +139,21 @@ CredentialsArg = Union[IonworksCredentials, str, None]
 def resolve_credentials(credentials: CredentialsArg) -> IonworksCredentials:
     """Turn a task's ``credentials`` argument into a block: a block as is, a saved block's name, or the environment.
 
+    Raises:
+        InvalidCredentials: No saved block has that name, the name is empty, or the argument is of another type.
+
     Example:
         >>> client = resolve_credentials("ionworks-prod").get_client()
     """
     if isinstance(credentials, IonworksCredentials):
         return credentials
-    if isinstance(credentials, str):
+    if credentials is None:
+        return IonworksCredentials()
+    if not isinstance(credentials, str) or not credentials.strip():
+        got = "an empty name" if isinstance(credentials, str) else f"a {type(credentials).__name__}"
+        raise InvalidCredentials(f"credentials must be an IonworksCredentials block, a saved block's name or None, "
+                                 f"got {got}")
+    try:
         return IonworksCredentials.load(credentials, _sync=True)
-    return IonworksCredentials()
+    except ValueError:  # Prefect: "Unable to find block document named ..."
+        raise InvalidCredentials(f"No saved IonworksCredentials block named {credentials!r}") from None

@@ -37,7 +37,11 @@ class IonworksNotFound(IonworksRequestError):
 
 
 class IonworksTransientError(IonworksRequestError):
-    """A retryable failure: connection error, timeout, HTTP 429 or 5xx."""
+    """A retryable failure: connection error, timeout, HTTP 429 or 5xx.
+
+    ``attempts`` is how many times the request was tried when the retry policy gave up on it (``None`` when it
+    was raised before any retry); such an error is not retried again.
+    """
 
     def __init__(
         self,
@@ -50,6 +54,26 @@ class IonworksTransientError(IonworksRequestError):
     ) -> None:
         super().__init__(message, status_code=status_code, error_code=error_code, action=action)
         self.retry_after = retry_after
+        self.attempts: int | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (after {self.attempts} attempts)" if self.attempts and self.attempts > 1 else text
+
+
+class InvalidResourceId(IonworksPrefectError, ValueError):
+    """An Ionworks id is empty or cannot name one resource in a URL; nothing was sent."""
+
+    def __init__(self, message: str, *, resource_id: Any) -> None:
+        super().__init__(message)
+        self.resource_id = resource_id
+
+
+class InvalidCredentials(IonworksPrefectError, ValueError):
+    """No usable credentials: no key or token, an unknown saved block, or an API URL that is not http(s)://host.
+
+    Raised before anything is sent; the message names the block or the URL, never a key.
+    """
 
 
 class InvalidPipelineConfig(IonworksPrefectError):

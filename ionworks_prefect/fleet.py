@@ -19,10 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -115,7 +116,7 @@ def fleet_markdown(specification: str, rows: list[dict[str, Any]], links: dict[s
 
 
 @task(name="Publish fleet summary", cache_policy=NO_CACHE)
-def publish_fleet_summary(specification: str, rows: dict[str, dict[str, Any]], *, replace: bool = False) -> str:
+async def publish_fleet_summary(specification: str, rows: dict[str, dict[str, Any]], *, replace: bool = False) -> str:
     """Merge cells' rows into the specification's fleet view and publish it as ``fleet-<specification>``.
 
     Args:
@@ -132,17 +133,17 @@ def publish_fleet_summary(specification: str, rows: dict[str, dict[str, Any]], *
         from ionworks_prefect.fleet import fleet_row, publish_fleet_summary
 
         @flow
-        def show(fitted, verdict):
-            publish_fleet_summary("NMC811 21700", {"cell-7": fleet_row("cell-7", fitted, verdict)})
+        async def show(fitted, verdict):
+            await publish_fleet_summary("NMC811 21700", {"cell-7": fleet_row("cell-7", fitted, verdict)})
         ```
     """
     variable = _variable(specification)
-    kept = {} if replace else dict(Variable.get(variable, default=None, _sync=True) or {})
+    kept = {} if replace else dict(await Variable.aget(variable, default=None) or {})
     kept.update(rows)
-    Variable.set(variable, kept, overwrite=True, _sync=True)
+    await Variable.aset(variable, kept, overwrite=True)
     ordered = [kept[name] for name in sorted(kept)]
-    links = latest_artifact_links([r[REPORT] for r in ordered if r.get(REPORT)])
+    links = await asyncio.to_thread(latest_artifact_links, [r[REPORT] for r in ordered if r.get(REPORT)])
     key = fleet_key(specification)
-    create_markdown_artifact(fleet_markdown(specification, ordered, links), key=key,
+    await acreate_markdown_artifact(fleet_markdown(specification, ordered, links), key=key,
                              description=f"{specification}: {len(ordered)} cells, {_flagged(ordered)} flagged")
     return key

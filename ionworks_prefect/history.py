@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import quote, unquote
@@ -115,16 +116,21 @@ def parse_fit_marker(description: str | None) -> dict[str, object] | None:
 
 
 def _pages(client: Ionworks, cell_instance_id: str) -> Iterator[list]:
-    """Pipelines with this cell's marker, newest first, page by page until the list ends."""
+    """Pipelines with this cell's marker, newest first, page by page until the list ends.
+
+    As the client's ``collect_all_pages`` does, the offset moves by what a page held and the list ends at an empty
+    page or at its ``total``, so a server that caps pages smaller than asked skips nothing; the marker is checked
+    on every record (:func:`list_fit_records`), so a server that ignores the ``description`` filter costs pages only.
+    """
     offset = 0
     while True:
         page = call("list refit pipelines", client.pipeline.list,
                     description=f"ilike.%{FIT_MARKER_PREFIX}{cell_instance_id} %", order_by="created_at",
                     order="desc", limit=PAGE_SIZE, offset=offset)
         yield list(page)
-        if len(page) < PAGE_SIZE:
+        offset += len(page)
+        if not page or offset >= page.total:
             return
-        offset += PAGE_SIZE
 
 
 def list_fit_records(client: Ionworks, cell_instance_id: str) -> list[FitRecord]:
@@ -133,15 +139,16 @@ def list_fit_records(client: Ionworks, cell_instance_id: str) -> list[FitRecord]
     Example:
         >>> [r.test for r in list_fit_records(client, instance_id) if r.succeeded]
     """
-    records = []
+    records: dict[str, FitRecord] = {}
     for page in _pages(client, cell_instance_id):
         for pipeline in page:
             fields = parse_fit_marker(pipeline.description)
             if fields is not None and fields["cell_instance_id"] == cell_instance_id:
-                records.append(FitRecord(pipeline_id=pipeline.id, status=pipeline.status, is_failed=pipeline.is_failed,
-                                         is_terminal=pipeline.is_terminal, description=pipeline.description or "",
-                                         aliases=_ALIAS.findall(pipeline.description or ""), **fields))
-    return records
+                records.setdefault(pipeline.id, FitRecord(
+                    pipeline_id=pipeline.id, status=pipeline.status, is_failed=pipeline.is_failed,
+                    is_terminal=pipeline.is_terminal, description=pipeline.description or "",
+                    aliases=_ALIAS.findall(pipeline.description or ""), **fields))
+    return list(records.values())
 
 
 def latest_per_test(records: list[FitRecord]) -> list[FitRecord]:
@@ -155,12 +162,19 @@ def latest_per_test(records: list[FitRecord]) -> list[FitRecord]:
 
 def read_fitted_sets(client: Ionworks, records: list[FitRecord], label: str,
                      known: dict[str, FittedParameterSet] | None = None) -> list[FittedParameterSet]:
-    """The fitted parameter set of each record, in the records' order; ``known`` sets (by pipeline id) are not read."""
+    """The fitted parameter set of each record, in the records' order; ``known`` sets (by pipeline id) are not read.
+
+    The results are read concurrently (a few threads), so a long history costs about one read's time.
+    """
     known = known or {}
-    return [known.get(r.pipeline_id) or FittedParameterSet.from_pipeline_result(
-                read_result(client, r.pipeline_id), cell=label, test=r.test, tested_at=r.tested_at,
-                equivalent_full_cycles=r.equivalent_full_cycles)
-            for r in records]
+
+    def read(record: FitRecord) -> FittedParameterSet:
+        return known.get(record.pipeline_id) or FittedParameterSet.from_pipeline_result(
+            read_result(client, record.pipeline_id), cell=label, test=record.test, tested_at=record.tested_at,
+            equivalent_full_cycles=record.equivalent_full_cycles)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(records)))) as pool:
+        return list(pool.map(read, records))
 
 
 def history_frame(sets: list[FittedParameterSet]) -> pl.DataFrame:

@@ -32,7 +32,7 @@ from pydantic import Field
 from ._calls import acall
 from .credentials import IonworksCredentials
 from .pipeline_config import prepare_pipeline, referenced_measurements
-from .pipelines import await_pipeline, raise_for_failure, read_result, submit_prepared
+from .pipelines import await_pipeline, log_submission, raise_for_failure, read_result, submit_uploaded
 from .results import PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .waiting import PollSchedule
@@ -141,10 +141,11 @@ class IonworksPipeline(JobBlock[PipelineResult]):
         """
         client = self.credentials.get_client()
         base = Path(self.base_dir) if self.base_dir else None
-        config = await acall("prepare pipeline", prepare_pipeline, self.pipeline, base, self.cell, client=client)
-        submitted = await acall("submit pipeline", submit_prepared, client, config)
-        self.logger.info("Ionworks pipeline %s %s: %s", submitted.id,
-                         "reattached" if submitted.reattached else "submitted", submitted.url or "")
+        uploaded: list[str] = []
+        config = await acall("prepare pipeline", prepare_pipeline, self.pipeline, base, self.cell, client=client,
+                             created=uploaded)
+        submitted = await acall("submit pipeline", submit_uploaded, client, config, uploaded)
+        log_submission(submitted)
         return IonworksPipelineRun(self, submitted, config)
 
 

@@ -1,33 +1,45 @@
-"""Measurement data before upload: reading cycler files, validating with the client's rules, content digests."""
+"""Measurement data before upload: frames from files or memory, and their content digest.
+
+Reading files is :mod:`ionworks_prefect.cycler_files`; checking frames is :mod:`ionworks_prefect.measurement_checks`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
+import numpy as np
 import pandas as pd
 import polars as pl
-from ionworks.validators import MeasurementValidationError, validate_measurement_data
 
+from .cycler_files import IONWORKS, ReaderChoice, detect_format, read_measurement_file, reader_for, sink_ionworks_csv
 from .exceptions import InvalidMeasurementError
 
 FrameLike = Union[pl.DataFrame, pd.DataFrame]
 MeasurementData = Union[pl.DataFrame, pd.DataFrame, str, Path]
 
-#: Columns of an Ionworks-style table; a CSV that has them is read as is, anything else goes to ionworksdata.
-STANDARD_COLUMNS = frozenset({"Time [s]", "Step count"})
 
-_COLUMN_BY_CODE_PREFIX = {
-    "current_sign": "Current [A]",
-    "time_": "Time [s]",
-    "step_count": "Step count",
-    "ocp_voltage": "Voltage [V]",
-}
+def _pandas_text_cell(frame: pd.DataFrame) -> Optional[tuple[str, int, Any]]:
+    """The first (column, row, value) of an object column holding something that is not a number."""
+    for name in frame.columns[frame.dtypes == object]:
+        column = frame[name]
+        numbers = pd.to_numeric(column, errors="coerce")
+        bad = (numbers.isna() & column.notna()).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            return str(name), row, column.iloc[row]
+    return None
 
 
 def as_polars(data: Any, *, what: str = "measurement data") -> pl.DataFrame:
     """A polars frame from a polars or pandas frame (or a column dict).
+
+    A pandas object column mixing numbers and text is refused naming its column, row and value.
 
     Example:
         >>> as_polars(pd.DataFrame({"Step count": [0]})).columns
@@ -36,127 +48,158 @@ def as_polars(data: Any, *, what: str = "measurement data") -> pl.DataFrame:
     if isinstance(data, pl.DataFrame):
         return data
     if isinstance(data, pd.DataFrame):
-        return pl.from_pandas(data)
+        try:
+            return pl.from_pandas(data)
+        except Exception as exc:  # noqa: BLE001 - pyarrow refuses mixed object columns in many ways
+            cell = _pandas_text_cell(data)
+            if cell is None:
+                raise InvalidMeasurementError(f"{what} could not be converted to a table: {exc}") from exc
+            column, row, value = cell
+            raise InvalidMeasurementError(f"Column {column!r} holds {value!r} among numbers", column=column,
+                                          row=row) from None
     if isinstance(data, dict):
         return pl.DataFrame(data)
     raise InvalidMeasurementError(f"{what} must be a polars or pandas DataFrame or a file path, "
                                   f"not {type(data).__name__}")
 
 
-def read_measurement_file(path: str | Path, *, reader: str | None = None) -> pl.DataFrame:
-    """Read a cycler file into an Ionworks time-series frame.
-
-    Parquet and Ionworks-style CSV (with ``Time [s]`` and ``Step count``) are read with polars; any other
-    file, or any file when ``reader`` is given, is read with ``ionworksdata.read.time_series`` (Maccor,
-    Neware, Arbin, BioLogic, Novonix, BaSyTec, ... exports; discharge current positive).
-
-    Example:
-        >>> frame = read_measurement_file("runs/cell7_rpt.mpt")
-    """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise InvalidMeasurementError("Measurement file not found", file=str(file))
-    try:
-        suffix = file.suffix.lower()
-        if reader is None and suffix == ".parquet":
-            return pl.read_parquet(file)
-        if reader is None and suffix == ".csv":
-            frame = pl.read_csv(file)
-            if STANDARD_COLUMNS <= set(frame.columns):
-                return frame
-        import ionworksdata
-
-        return ionworksdata.read.time_series(file, reader=reader)
-    except InvalidMeasurementError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise InvalidMeasurementError(f"Could not read the cycler file: {exc}", file=str(file)) from exc
-
-
-def load_measurement(data: MeasurementData, *, reader: str | None = None) -> tuple[pl.DataFrame, str | None]:
+def load_measurement(
+    data: MeasurementData, *, reader: ReaderChoice = None, options: Optional[dict[str, Any]] = None,
+) -> tuple[pl.DataFrame, str | None]:
     """The frame to upload and the file it came from (None for in-memory frames).
 
     Example:
         >>> frame, source = load_measurement("data/rpt.csv")
     """
     if isinstance(data, (str, Path)):
-        return read_measurement_file(data, reader=reader), str(Path(data).expanduser().resolve())
+        frame = read_measurement_file(data, reader=reader, options=options)
+        return frame, str(Path(data).expanduser().resolve())
     return as_polars(data), None
-
-
-def _column_for(code: str, payload: dict[str, Any]) -> str | None:
-    column = payload.get("column") or payload.get("source_column")
-    if column:
-        return str(column)
-    missing = payload.get("missing")
-    if isinstance(missing, (list, tuple)) and missing:
-        return str(missing[0])
-    return next((col for prefix, col in _COLUMN_BY_CODE_PREFIX.items() if code.startswith(prefix)), None)
-
-
-def _row_for(payload: dict[str, Any]) -> int | None:
-    for key in ("row_index", "worst_row_index", "first_idx"):
-        if payload.get(key) is not None:
-            return int(payload[key])
-    examples = payload.get("examples")
-    if isinstance(examples, list) and examples and isinstance(examples[0], dict) and "row_index" in examples[0]:
-        return int(examples[0]["row_index"]) + 1  # a transition example names the row before the bad value
-    return None
-
-
-def check_measurement(
-    frame: pl.DataFrame,
-    *,
-    file: str | None = None,
-    data_type: str | None = None,
-    strict: bool = False,
-) -> None:
-    """Validate a time series with the official client's rules; raise :class:`InvalidMeasurementError`.
-
-    The error names the file (if any), the column and the row of the first problem and lists every issue.
-
-    Example:
-        >>> check_measurement(frame, file="rpt.csv")
-    """
-    if frame.height == 0:
-        raise InvalidMeasurementError("Measurement has no rows", file=file)
-    try:
-        validate_measurement_data(frame, strict=strict, data_type=data_type)
-    except MeasurementValidationError as exc:
-        issues = [{"code": str(i.code), "message": i.message, **i.payload} for i in exc.errors]
-        first = exc.errors[0] if exc.errors else None
-        message = first.message if first else str(exc.message)
-        if len(issues) > 1:
-            message += f" (+{len(issues) - 1} more issue(s))"
-        raise InvalidMeasurementError(
-            message,
-            file=file,
-            column=_column_for(str(first.code), first.payload) if first else None,
-            row=_row_for(first.payload) if first else None,
-            issues=issues,
-        ) from exc
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
     """sha256 over column names, types and values; independent of polars' internal hashing.
 
+    Numbers are hashed as float64 buffers and text as one joined string, with no per-row Python.
+
     Example:
         >>> frame_digest(pl.DataFrame({"a": [1, 2]})) == frame_digest(pl.DataFrame({"a": [1, 2]}))
         True
     """
+    return _digest(frame.height, (frame[name] for name in frame.columns))
+
+
+def _digest(height: int, columns: Any) -> str:
     digest = hashlib.sha256()
-    digest.update(f"{frame.height}\x1e".encode())
-    for name in frame.columns:
-        series = frame[name]
+    digest.update(f"{height}\x1e".encode())
+    for series in columns:
+        name = series.name
         digest.update(f"{name}\x1f{series.dtype}\x1e".encode())
-        digest.update(series.is_null().to_numpy().tobytes())
+        digest.update(memoryview(series.is_null().to_numpy()))
         if series.dtype.is_numeric() or series.dtype == pl.Boolean:
-            digest.update(series.cast(pl.Float64).fill_null(0.0).to_numpy().tobytes())
+            digest.update(memoryview(np.ascontiguousarray(series.cast(pl.Float64).fill_null(0.0).to_numpy())))
         else:
-            digest.update("\x1f".join("" if v is None else str(v) for v in series.to_list()).encode())
+            digest.update(series.cast(pl.String).fill_null("").str.join("\x1f").item().encode())
     return digest.hexdigest()
 
 
 def step_count(frame: pl.DataFrame) -> int:
     """Distinct steps in a time series (0 without a ``Step count`` column)."""
     return int(frame["Step count"].n_unique()) if "Step count" in frame.columns else 0
+
+
+def select_cycles(frame: pl.DataFrame, cycles: tuple[int, int], *, file: str | None = None) -> pl.DataFrame:
+    """The rows of ``Cycle count`` in ``cycles`` (first, last; inclusive), renumbered to start at step 0, time 0.
+
+    Example:
+        >>> select_cycles(frame, (2, 4))["Cycle count"].unique().to_list()
+        [2, 3, 4]
+    """
+    if "Cycle count" not in frame.columns:
+        raise InvalidMeasurementError("cycles= needs a 'Cycle count' column, which this data lacks", file=file,
+                                      column="Cycle count")
+    first, last = cycles
+    kept = frame.filter(pl.col("Cycle count").is_between(first, last))
+    if kept.height == 0:
+        found = frame["Cycle count"]
+        raise InvalidMeasurementError(f"No rows in cycles {first}-{last}; the data has cycles "
+                                      f"{found.min()}-{found.max()}", file=file, column="Cycle count")
+    shifts = [pl.col("Step count") - pl.col("Step count").min()]
+    if "Time [s]" in kept.columns:
+        shifts.append(pl.col("Time [s]") - pl.col("Time [s]").min())
+    return kept.with_columns(shifts)
+
+
+@dataclass
+class StagedMeasurement:
+    """A time series ready to upload: a parquet file, and the frame when it is in memory anyway.
+
+    ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file, so a large file is
+    checked and digested column by column instead of being loaded whole.
+    """
+
+    path: Path
+    source: Optional[str]
+    frame: Optional[pl.DataFrame] = None
+
+    @property
+    def table(self) -> pl.LazyFrame:
+        return self.frame.lazy() if self.frame is not None else pl.scan_parquet(self.path)
+
+    @property
+    def height(self) -> int:
+        return self.frame.height if self.frame is not None else pl.scan_parquet(self.path).select(pl.len()).collect().item()
+
+    def column(self, name: str) -> pl.Series:
+        return self.frame[name] if self.frame is not None else pl.read_parquet(self.path, columns=[name])[name]
+
+    def digest(self) -> str:
+        """:func:`frame_digest` of the data, reading a staged file one column at a time."""
+        if self.frame is not None:
+            return frame_digest(self.frame)
+        names = pl.read_parquet_schema(self.path)
+        return _digest(self.height, (self.column(name) for name in names))
+
+    def step_count(self) -> int:
+        """Distinct steps (0 without a ``Step count`` column)."""
+        schema = self.table.collect_schema()
+        return int(self.table.select(pl.col("Step count").n_unique()).collect().item()) if "Step count" in schema else 0
+
+
+@contextmanager
+def stage_measurement(
+    data: MeasurementData,
+    *,
+    reader: ReaderChoice = None,
+    options: Optional[dict[str, Any]] = None,
+    cycles: Optional[tuple[int, int]] = None,
+) -> Iterator[StagedMeasurement]:
+    """The data as a parquet file to upload, written once (temporary, removed on exit).
+
+    An Ionworks-style parquet file is used as it is; an Ionworks-style CSV is converted in one streaming
+    pass; vendor files are read by their reader and in-memory frames are written out.
+
+    Example:
+        >>> with stage_measurement("runs/rpt.csv") as staged:
+        ...     staged.height
+    """
+    with tempfile.TemporaryDirectory(prefix="iwp-upload-") as tmp:
+        target = Path(tmp) / "time_series.parquet"
+        if isinstance(data, (str, Path)):
+            file = Path(data).expanduser()
+            source = str(file.resolve())
+            if cycles is None and file.is_file() and file.stat().st_size and (
+                    reader_for(file, reader) or detect_format(file)) == IONWORKS:
+                if file.suffix.lower() == ".parquet":
+                    yield StagedMeasurement(file, source)
+                    return
+                sink_ionworks_csv(file, target)
+                yield StagedMeasurement(target, source)
+                return
+            frame = read_measurement_file(file, reader=reader, options=options)
+        else:
+            frame, source = as_polars(data), None
+        if cycles is not None:
+            frame = select_cycles(frame, cycles, file=source)
+        frame.write_parquet(target)
+        yield StagedMeasurement(target, source, frame)

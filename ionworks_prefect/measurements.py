@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 import polars as pl
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
+from .cycler_files import ReaderChoice
 from .events import emit_measurement_uploaded
 from .exceptions import (
     InvalidMeasurementError,
@@ -22,14 +22,42 @@ from .exceptions import (
     MeasurementNameTaken,
     MeasurementProcessingFailed,
 )
-from .measurement_data import MeasurementData, as_polars, check_measurement, frame_digest, load_measurement, step_count
+from .measurement_checks import check_measurement
+from .measurement_data import MeasurementData, StagedMeasurement, as_polars, frame_digest, stage_measurement
+from .resource_ids import check_resource_id, path_segment
 from .results import UploadedMeasurement
 from .retries import ionworks_task
-from .waiting import PollSchedule
 
 #: Tag holding the content digest of an uploaded time series; how re-uploads recognise identical data.
 DIGEST_TAG_PREFIX = "iwp-sha256:"  # tags are at most 50 characters
 DIGEST_TAG_LENGTH = 32
+#: Columns every cycler time series has (the server refuses to process an upload without them).
+CYCLER_COLUMNS = ("Time [s]", "Current [A]", "Voltage [V]")
+#: The client's documented tag limits: at most 50 tags a measurement (the digest tag is one), 50 characters each.
+MAX_TAGS, MAX_TAG_LENGTH = 50, 50
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """The extra tags of an upload, or :class:`InvalidMeasurementError` naming the tag that breaks a limit.
+
+    Example:
+        >>> check_tags(["rpt:RPT 3", "x" * 51])
+        Traceback (most recent call last):
+        InvalidMeasurementError: tags: ...
+    """
+    if isinstance(tags, str):
+        raise InvalidMeasurementError(f"tags: must be a list of strings, not the string {tags[:60]!r}")
+    listed = list(tags)
+    for index, tag in enumerate(listed):
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidMeasurementError(f"tags[{index}]: must be a non-empty string, got {tag!r}"[:200])
+        if len(tag.strip()) > MAX_TAG_LENGTH:
+            raise InvalidMeasurementError(f"tags[{index}]: {tag[:20]!r}... has {len(tag.strip())} characters, more "
+                                          f"than the {MAX_TAG_LENGTH} a tag may have")
+    if len({t.strip().lower() for t in listed}) > MAX_TAGS - 1:
+        raise InvalidMeasurementError(f"tags: {len(listed)} tags, more than the {MAX_TAGS - 1} an upload may add "
+                                      f"(a measurement carries at most {MAX_TAGS}, one is the content digest)")
+    return listed
 
 
 class CellTarget(BaseModel):
@@ -54,9 +82,11 @@ def resolve_cell_instance(client: Ionworks, cell: CellArg) -> str:
         '1c4f...'
     """
     if isinstance(cell, str):
-        return cell
+        return check_resource_id(cell, "Ionworks cell instance id")
     spec = cell.specification if isinstance(cell.specification, dict) else {"name": cell.specification}
-    found = call("create or get cell specification", client.cell_spec.create_or_get, dict(spec))
+    listed = call("find cell specification", client.cell_spec.list, name_exact=spec["name"], limit=2)
+    found = next((s for s in listed if s.name == spec["name"]), None) or call(
+        "create or get cell specification", client.cell_spec.create_or_get, dict(spec))
     instance = call("create or get cell instance", client.cell_instance.create_or_get, found.id,
                     {"name": cell.instance})
     return instance.id
@@ -71,7 +101,7 @@ def _digest_tag(digest: str) -> str:
 
 
 def _find_by_name(client: Ionworks, instance_id: str, name: str) -> Any | None:
-    matches = call("list measurements", client.cell_measurement.list, instance_id, name_exact=name)
+    matches = call("list measurements", client.cell_measurement.list, path_segment(instance_id), name_exact=name)
     return next((m for m in matches if m.name == name), None)
 
 
@@ -80,34 +110,89 @@ def _stored_digest_matches(client: Ionworks, existing: Any, digest: str) -> bool
     tags = [t for t in (existing.tags or []) if t.startswith(DIGEST_TAG_PREFIX)]
     if tags:
         return _digest_tag(digest) in tags
-    stored = call("download measurement", client.cell_measurement.time_series, existing.id, use_cache=False)
+    stored = call("download measurement", client.cell_measurement.time_series, path_segment(existing.id),
+                  use_cache=False)
     return frame_digest(as_polars(stored)) == digest
 
 
 def _delete(client: Ionworks, measurement_id: str) -> None:
-    call("delete measurement", client.cell_measurement.delete, measurement_id)
+    call("delete measurement", client.cell_measurement.delete, path_segment(measurement_id))
 
 
 def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
-    """Wait for server-side step processing; on failure or timeout delete the measurement and raise."""
-    deadline = time.monotonic() + timeout
-    for delay in PollSchedule().delays():
-        record = call("get measurement", client.cell_measurement.get, measurement_id)
-        status = record.processing_status
-        if status in (None, "ready"):
-            return
-        if status == "failed":
-            reason = record.processing_error or "The server could not process this upload."
-            break
-        if time.monotonic() + delay > deadline:
-            reason = f"processing did not finish within {timeout:g} s (status {status})"
-            break
-        time.sleep(delay)
+    """Wait for server-side step processing with the client's own wait; on failure, timeout or a refused read,
+    delete the measurement and raise.
+
+    ``wait_for_processing`` reads the record without its steps and time series, which the service refuses while
+    processing is in flight. A transient failure of that read is raised as is: the measurement is kept, and the
+    task's retry finds it by its digest and waits again.
+    """
+    try:
+        call("wait for measurement processing", client.cell_measurement.wait_for_processing,
+             path_segment(measurement_id),
+             timeout=timeout)
+        return
+    except IonworksTransientError:
+        raise
+    except IonworksRequestError as exc:
+        failures = getattr(exc.__cause__, "failures", None) or {}
+        reason = failures.get(measurement_id) or exc.message
     _delete(client, measurement_id)
     raise MeasurementProcessingFailed(
-        f"Ionworks could not process measurement {record.name!r}: {reason}. The upload was removed.",
+        f"Ionworks could not process measurement {measurement_id}: {reason}. The upload was removed.",
         measurement_id=measurement_id, reason=reason,
     )
+
+
+def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], series: Path,
+                    steps: Optional[pl.DataFrame]) -> Any:
+    """``client.cell_measurement.create(..., wait_for_processing=False)`` without its second validation pass.
+
+    ``create`` (ionworks-api 0.38) does: (1) convert the frame, (2) ``validate_measurement_data(time_series,
+    strict=False, data_type=..., steps_df=...)``, (3) initiate the upload, (4-5) serialise the frame to parquet
+    and PUT it, (6) the same for steps, (7) confirm. :func:`check_measurement` has just run step 2's function on
+    the same data with the same arguments (and the sanity checks before it), so repeating it would spend the
+    upload's largest cost twice (the per-step sign-convention fits). This runs steps 3-7 with the client's own
+    methods, in create's order, so transport, multipart and confirm behave as in ``create``; the time series
+    is PUT from the staged parquet file, streamed, instead of being serialised again in memory. A client
+    without those methods gets ``create`` itself.
+
+    Each step is its own retried request, and the pending upload is kept across the retries of the later
+    ones: a PUT or a confirm that lost its connection is sent again into the same upload, never into a second
+    one (confirm is idempotent; a repeated one reads the measurement it made). Only a lost answer to the
+    initiate itself can leave a pending upload behind, which Ionworks removes when it expires.
+    """
+    measurements = client.cell_measurement
+    steps_3_to_7 = ("_initiate_upload", "_require_upload", "_upload_upload_target", "_confirm_upload")
+    if not all(hasattr(measurements, method) for method in steps_3_to_7):
+        detail = {"measurement": info, "time_series": pl.read_parquet(series),
+                  **({"steps": steps} if steps is not None else {})}
+        return measurements.create(instance_id, detail, wait_for_processing=False)
+    from ionworks._dataframe import parquet_upload_body
+
+    started = call("initiate measurement upload", measurements._initiate_upload, path_segment(instance_id),
+                   info["name"], info.get("notes"))
+
+    def put_series() -> None:
+        with open(series, "rb") as body:  # opened per try: a retried PUT sends the whole file again
+            measurements._upload_upload_target(measurements._require_upload(started, "time_series.parquet"), body,
+                                               series.stat().st_size)
+
+    call("upload measurement time series", put_series)
+    if steps is not None:
+        # As create's df_to_dict_validator round trip does: NaN and inf in float columns become null.
+        steps = steps.with_columns(pl.when(pl.col(name).is_finite()).then(pl.col(name)).alias(name)
+                                   for name, dtype in steps.schema.items() if dtype.is_float())
+
+        def put_steps() -> None:
+            with parquet_upload_body(steps) as (body, size):
+                measurements._upload_upload_target(measurements._require_upload(started, "steps.parquet"), body,
+                                                   size)
+
+        call("upload measurement steps", put_steps)
+    return call("confirm measurement upload", measurements._confirm_upload,
+                measurement_id=path_segment(started.measurement_id), cell_instance_id=instance_id,
+                measurement_data={k: v for k, v in info.items() if k != "data_type"}, wait_for_processing=False)
 
 
 def store_measurement(
@@ -122,7 +207,11 @@ def store_measurement(
     data_type: str | None = None,
     start_time: datetime | str | None = None,
     force: bool = False,
-    reader: str | None = None,
+    reader: ReaderChoice = None,
+    reader_options: Optional[dict[str, Any]] = None,
+    cycles: Optional[tuple[int, int]] = None,
+    rated_capacity: Optional[float] = None,
+    voltage_window: Optional[tuple[float, float]] = None,
     processing_timeout: float = 600.0,
 ) -> UploadedMeasurement:
     """Upload one time series unless an identical one of that name already exists (see :func:`upload_measurement`).
@@ -130,19 +219,35 @@ def store_measurement(
     Example:
         >>> store_measurement(client, "rpt.csv", "1c4f...", "RPT 0")
     """
-    frame, source = load_measurement(data, reader=reader)
-    if name is None:
-        if source is None:
+    tags = check_tags(tags)
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InvalidMeasurementError(f"name: a measurement name must be a non-empty string, got {name!r}"[:200])
+    with stage_measurement(data, reader=reader, options=reader_options, cycles=cycles) as staged:
+        if name is None and staged.source is None:
             raise InvalidMeasurementError("A measurement name is required when uploading a DataFrame")
-        name = Path(source).stem
-    check_measurement(frame, file=source, data_type=data_type)
-    digest = frame_digest(frame)
+        if data_type is None:
+            columns = staged.table.collect_schema().names()
+            missing = [c for c in CYCLER_COLUMNS if c not in columns]
+            if missing:
+                raise InvalidMeasurementError(f"Cycler data needs a {missing[0]!r} column; the data has {columns}",
+                                              file=staged.source, column=missing[0])
+        check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
+                          voltage_window=voltage_window)
+        steps_frame = as_polars(steps, what="steps") if steps is not None else None
+        return _store_checked(client, staged, staged.digest(), cell, name or Path(staged.source).stem, steps_frame,
+                              notes=notes, tags=tags, data_type=data_type, start_time=start_time, force=force,
+                              processing_timeout=processing_timeout)
+
+
+def _store_checked(client: Ionworks, staged: StagedMeasurement, digest: str, cell: CellArg, name: str,
+                   steps: Optional[pl.DataFrame], *, notes: str | None, tags: Iterable[str], data_type: str | None,
+                   start_time: datetime | str | None, force: bool, processing_timeout: float) -> UploadedMeasurement:
     instance_id = resolve_cell_instance(client, cell)
 
     def reference(measurement_id: str, created: bool) -> UploadedMeasurement:
         return UploadedMeasurement(id=measurement_id, name=name, cell_instance_id=instance_id,
-                                   row_count=frame.height, step_count=step_count(frame), digest=digest,
-                                   created=created, source_file=source)
+                                   row_count=staged.height, step_count=staged.step_count(), digest=digest,
+                                   created=created, source_file=staged.source)
 
     def reuse(existing: Any) -> UploadedMeasurement | None:
         """The existing measurement if it holds this data; None if it was a failed leftover (now deleted)."""
@@ -164,17 +269,10 @@ def store_measurement(
     existing = _find_by_name(client, instance_id, name)
     if existing is not None and (found := reuse(existing)) is not None:
         return found
-    detail: dict[str, Any] = {
-        "measurement": {"name": name, "tags": [_digest_tag(digest), *tags],
-                        **({"notes": notes} if notes else {}), **({"data_type": data_type} if data_type else {}),
-                        **({"start_time": _iso(start_time)} if start_time else {})},
-        "time_series": frame,
-    }
-    if steps is not None:
-        detail["steps"] = as_polars(steps, what="steps")
+    info = {"name": name, "tags": [_digest_tag(digest), *tags], **({"notes": notes} if notes else {}),
+            **({"data_type": data_type} if data_type else {}), **({"start_time": _iso(start_time)} if start_time else {})}
     try:
-        bundle = call("upload measurement", client.cell_measurement.create, instance_id, detail,
-                      wait_for_processing=False)
+        bundle = call("upload measurement", _create_checked, client, instance_id, info, staged.path, steps)
     except (IonworksTransientError, IonworksRequestError) as exc:
         # A duplicate name (409) or a failure after the server stored the upload: look before retrying.
         if not isinstance(exc, IonworksTransientError) and exc.status_code != 409:
@@ -203,30 +301,66 @@ def upload_measurement(
     data_type: str | None = None,
     start_time: datetime | str | None = None,
     force: bool = False,
-    reader: str | None = None,
+    reader: ReaderChoice = None,
+    reader_options: Optional[dict[str, Any]] = None,
+    cycles: Optional[tuple[int, int]] = None,
+    rated_capacity: Optional[float] = None,
+    voltage_window: Optional[tuple[float, float]] = None,
     processing_timeout: float = 600.0,
 ) -> UploadedMeasurement:
     """Upload a time series as a measurement of one cell, idempotently.
 
-    ``data`` is a polars/pandas frame or a path to a cycler file (parquet and Ionworks-style CSV via polars,
-    vendor exports via ``ionworksdata``). ``cell`` is a cell instance id or a :class:`CellTarget`. The data is
-    validated with the official client's rules before anything is sent (:class:`InvalidMeasurementError`
-    names file, column and row). Re-uploading the same data under the same name returns the existing
-    measurement (``created=False``); the same name with different data raises :class:`MeasurementNameTaken`
-    unless ``force=True``, which replaces it. ``start_time`` (when the test ran) and ``rpt:<label>`` /
-    ``efc:<cycles>`` tags place the measurement in the cell's test history (see ``gather_cell_tests``). If the server cannot process the upload, the measurement is
-    deleted and :class:`MeasurementProcessingFailed` carries the server's reason.
+    ``data`` is a polars/pandas frame or a path to a cycler file (see :mod:`ionworks_prefect.cycler_files`
+    for the formats). The frame is checked once before anything is sent: sanity checks (finite values,
+    voltage and current ranges, time in seconds and never backwards, no duplicated columns or decimal
+    commas) and the official client's rules. Re-uploading the same data under the same name returns the
+    existing measurement (``created=False``); the same name with different data raises
+    :class:`MeasurementNameTaken` unless ``force=True``, which replaces it. If the server cannot process the
+    upload, the measurement is deleted and :class:`MeasurementProcessingFailed` carries the server's reason.
+    ``start_time`` (when the test ran) and ``rpt:<label>`` / ``efc:<cycles>`` tags place the measurement in the
+    cell's test history (see ``gather_cell_tests``).
 
     Limits: identity is the digest stored as a measurement tag; measurements uploaded by other tools are
     compared by downloading their data.
 
-    Example:
+    Args:
+        data: a frame or a cycler file path.
+        cell: a cell instance id or a :class:`CellTarget` (created on first use).
+        name: the measurement name; a file's stem by default (required for frames).
+        credentials: an ``IonworksCredentials`` block, its name, or None for the ``IONWORKS_*`` variables.
+        steps: a step table to store instead of the one the server derives.
+        notes: measurement notes.
+        tags: extra measurement tags (``rpt:<label>`` groups measurements into one test, ``efc:<n>`` its throughput).
+        data_type: ``"ocp"`` or ``"eis"`` for those kinds of data; None for cycler data.
+        start_time: when the test ran (orders the cell's tests).
+        force: replace a measurement of that name holding different data.
+        reader: a reader name, or a mapping of glob pattern -> reader name; None detects the format.
+        reader_options: options for the ionworksdata reader (e.g. a Neware workbook's ``sheets``).
+        cycles: ``(first, last)`` values of ``Cycle count`` to keep (inclusive), for a file holding more tests
+            than this measurement.
+        rated_capacity: the cell's capacity in A.h: bounds the plausible current (50 C).
+        voltage_window: the cell's ``(V_min, V_max)``: bounds the plausible voltage (else 0-6 V).
+        processing_timeout: seconds to wait for the server to process the upload.
+
+    Returns:
+        The stored measurement (``.id``, ``.row_count``, ``.step_count``, ``.created``, ``.db_ref``).
+
+    Raises:
+        InvalidMeasurementError: the data failed a check (a :class:`MeasurementSanityError` names the check)
+            or could not be read (:class:`UnsupportedCyclerFile` names the format and the remedy); nothing
+            was created.
+        MeasurementNameTaken: the name holds different data and ``force`` is False.
+        MeasurementProcessingFailed: the server could not process the upload; it was removed.
+
+    Examples:
         >>> ref = upload_measurement("runs/rpt0.csv", CellTarget(specification="NMC811", instance="cell-7"))
+        >>> upload_measurement("drop/FastCharge_CH8.csv", "1c4f...", reader="arbin", voltage_window=(2.0, 3.6))
     """
     client = resolve_credentials(credentials).get_client()
     uploaded = store_measurement(
-        client, data, cell, name, steps=steps, notes=notes, tags=tags or (), data_type=data_type, start_time=start_time,
-        force=force, reader=reader, processing_timeout=processing_timeout,
+        client, data, cell, name, steps=steps, notes=notes, tags=tags or (), data_type=data_type,
+        start_time=start_time, force=force, reader=reader, reader_options=reader_options, cycles=cycles,
+        rated_capacity=rated_capacity, voltage_window=voltage_window, processing_timeout=processing_timeout,
     )
     emit_measurement_uploaded(client, uploaded)
     return uploaded

@@ -55,21 +55,18 @@ def _number(value: Any) -> float | None:
 
 
 def validation_rmse_mv(result: PipelineResult) -> dict[str, float]:
-    """Voltage RMSE per objective, in mV, from the result's validation elements (``ValidationResult``).
+    """Voltage RMSE per objective, in mV, from the result's validation elements.
 
-    Reads ``summary_stats`` (``{objective: {statistic: value}}``, in volts), the field ``ionworks_schema``'s
-    ``ValidationResult`` defines; the statistic is matched by name (``RMSE``, any case).
+    Reads ``summary_stats`` (``{objective: {statistic: value}}``, in volts) as the client decodes it
+    (``ionworks_schema.ValidationResult.summary_stats``); the statistic is matched by name (``RMSE``, any case).
 
     Example:
         >>> validation_rmse_mv(result)
         {'RPT 3 1C': 12.4}
     """
     rmse: dict[str, float] = {}
-    for name, summary in result.elements.items():
-        raw = result.element_results.get(name)
-        if (summary.element_type or "").lower() != "validation" or not isinstance(raw, dict):
-            continue
-        for objective, stats in (raw.get("summary_stats") or {}).items():
+    for summary in result.elements.values():
+        for objective, stats in summary.summary_stats.items():
             value = next((v for k, v in (stats or {}).items() if str(k).lower() == "rmse"), None)
             if _number(value) is not None:
                 rmse[objective] = 1000.0 * float(value)

@@ -23,6 +23,7 @@ from .credentials import resolve_credentials
 from .exceptions import InvalidPipelineConfig
 from .measurement_data import frame_digest, load_measurement
 from .measurements import CellArg, store_measurement
+from .pipeline_checks import check_pipeline
 
 PipelineConfig = Union[dict[str, Any], Any]  # a dict or an ionworks_schema.Pipeline
 METADATA_KEYS = ("name", "description", "project_id", "options")
@@ -66,11 +67,15 @@ def _label(path: Path, base_dir: Path) -> str:
         return path.name
 
 
-def _resolve_reference(reference: str, base_dir: Path, client: Ionworks | None, cell: CellArg | None) -> Any:
+def _resolve_reference(reference: str, base_dir: Path, client: Ionworks | None, cell: CellArg | None,
+                       created: list[str]) -> Any:
     path = _local_path(reference, base_dir)
     scheme = reference.split(":", 1)[0]
     try:
         return file_scheme_validator(f"{scheme}:{path}")
+    except OSError as exc:
+        raise InvalidPipelineConfig(f"Data reference {reference!r} cannot be read: {exc.strerror or exc} "
+                                    f"({Path(exc.filename).name if exc.filename else path})") from exc
     except MeasurementValidationError as exc:
         if not exc.has_code(IssueCode.TIME_SERIES_ROW_COUNT_EXCEEDED):
             raise InvalidPipelineConfig(f"{reference}: {exc.message}") from exc
@@ -86,17 +91,54 @@ def _resolve_reference(reference: str, base_dir: Path, client: Ionworks | None, 
         steps = load_measurement(_folder_time_series(path, "steps"))[0]
     frame, _ = load_measurement(series)
     name = f"{_label(path, base_dir)} [{frame_digest(frame)[:8]}]"
-    return store_measurement(client, series, cell, name, steps=steps).db_ref
+    stored = store_measurement(client, frame, cell, name, steps=steps)  # the frame read once, not the file again
+    if stored.created:
+        created.append(stored.id)
+    return stored.db_ref
 
 
-def _resolve(value: Any, base_dir: Path, client: Ionworks | None, cell: CellArg | None) -> Any:
+def _resolve(value: Any, base_dir: Path, client: Ionworks | None, cell: CellArg | None, created: list[str]) -> Any:
     if isinstance(value, str) and value.startswith(("file:", "folder:")):
-        return _resolve_reference(value, base_dir, client, cell)
+        return _resolve_reference(value, base_dir, client, cell, created)
     if isinstance(value, dict):
-        return {k: _resolve(v, base_dir, client, cell) for k, v in value.items()}
+        return {k: _resolve(v, base_dir, client, cell, created) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_resolve(v, base_dir, client, cell) for v in value)
+        return type(value)(_resolve(v, base_dir, client, cell, created) for v in value)
     return value
+
+
+def _elements(config: dict[str, Any]) -> dict[str, Any]:
+    import ionworks_schema as iws
+
+    body = {k: v for k, v in config.items() if k not in METADATA_KEYS}
+    try:
+        elements = iws.Pipeline.model_validate(body).to_config()
+    except ValidationError as exc:
+        raise InvalidPipelineConfig(f"Invalid pipeline configuration: {exc}") from exc
+    check_pipeline(elements)
+    return elements
+
+
+def check_config(config: PipelineConfig) -> None:
+    """Check a config's shape (``ionworks_schema``) and its parameters and inline data
+    (:mod:`ionworks_prefect.pipeline_checks`) without reading a data file or sending anything.
+
+    Example:
+        >>> check_config({"elements": {"fit": {...}}})
+    """
+    _elements(config_dict(config))
+
+
+def discard_uploads(client: Ionworks, measurement_ids: list[str]) -> None:
+    """Delete measurements a preparation uploaded, when what they were uploaded for cannot be submitted."""
+    from ._calls import call, run_logger
+    from .resource_ids import path_segment
+
+    for measurement_id in measurement_ids:
+        try:
+            call("delete measurement", client.cell_measurement.delete, path_segment(measurement_id))
+        except Exception as exc:  # noqa: BLE001 - the original failure is the one to raise
+            run_logger().warning("Could not remove measurement %s uploaded for this pipeline: %s", measurement_id, exc)
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -108,18 +150,14 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     Example:
         >>> validate_config({"elements": {"known": {"element_type": "entry", "values": {"x": 1.0}}}})
     """
-    import ionworks_schema as iws
-
     metadata = {k: config[k] for k in METADATA_KEYS if config.get(k) is not None}
-    body = {k: v for k, v in config.items() if k not in METADATA_KEYS}
+    elements = _elements(config)
     try:
-        elements = iws.Pipeline.model_validate(body).to_config()
-    except ValidationError as exc:
-        raise InvalidPipelineConfig(f"Invalid pipeline configuration: {exc}") from exc
-    try:
-        return run_validators_outbound({**elements, **metadata})
+        wire = run_validators_outbound({**elements, **metadata})
     except (MeasurementValidationError, FileNotFoundError) as exc:
         raise InvalidPipelineConfig(f"Invalid pipeline data: {exc}") from exc
+    check_pipeline(wire)
+    return wire
 
 
 def prepare_pipeline(
@@ -128,8 +166,14 @@ def prepare_pipeline(
     cell: CellArg | None = None,
     *,
     client: Ionworks | None = None,
+    created: list[str] | None = None,
 ) -> dict[str, Any]:
     """Resolve local data in a pipeline config and validate it; returns the config to submit.
+
+    The config is checked first (:func:`check_config`), so a malformed one uploads nothing. Ids of the
+    measurements this call uploaded are appended to ``created``; if the resolved config is then refused, they are
+    deleted before the error is raised (the caller that submits it removes them likewise if the submission is
+    refused, see :func:`discard_uploads`).
 
     ``file:``/``folder:`` paths are resolved against ``base_dir`` (default: current directory). Files of at
     most 1,000 rows are inlined; larger ones are uploaded as measurements of ``cell`` (idempotently, named
@@ -140,7 +184,17 @@ def prepare_pipeline(
         >>> prepared = prepare_pipeline(pipeline, base_dir="/data/run-42", cell="1c4f...", client=client)
     """
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    return validate_config(_resolve(config_dict(config), base, client, cell))
+    raw = config_dict(config)
+    _elements(raw)
+    uploaded: list[str] = [] if created is None else created
+    resolved = _resolve(raw, base, client, cell, uploaded)
+    try:
+        return validate_config(resolved)
+    except InvalidPipelineConfig:
+        if uploaded:
+            discard_uploads(client or resolve_credentials(None).get_client(), uploaded)
+            uploaded.clear()
+        raise
 
 
 def config_hash(prepared: dict[str, Any], project_id: str | None) -> str:

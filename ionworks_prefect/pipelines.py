@@ -2,14 +2,15 @@
 
 Idempotency: a submission's content hash (prepared config incl. data ids, name, description, options and
 project) is written into the pipeline description as ``[ionworks-prefect:<hash12>]``. Before creating, the
-project's pipelines are searched for that marker (``description=ilike.%...%``); a pending, running or completed
-match is reattached instead of submitting again. After creating, duplicates left by a retried or racing
-submission are deleted, keeping the earliest. Failed or canceled matches are ignored, so a resubmission runs
-again. ``force=True`` always submits (its marker differs, so later lookups still find the original).
+project's pipelines are searched for that marker (``description=ilike.%...%``, newest first, the marker checked
+on each record, see :func:`_matches`); a pending, running or completed match is reattached instead of
+submitting again. After creating, duplicates left by a retried or racing submission are deleted, keeping the
+earliest. Failed or canceled matches are ignored, so a resubmission runs again. ``force=True`` always submits
+(its marker differs, so later lookups still find the original).
 On top, the submit task's Prefect cache (key: config fingerprint + target) skips even the lookup for a day;
 a cached :class:`PipelineRun` carries the status at submission, so wait on it for the current one.
-Limits: the marker is visible in the description; a description edited to drop it loses the link; the
-search sees the first 100 matches; a pipeline deleted in Ionworks is still returned by the cache that day.
+Limits: the marker is visible in the description; a description edited to drop it loses the link; a pipeline
+deleted in Ionworks is still returned by the cache that day.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from prefect.context import TaskRunContext
 from ._calls import acall, call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .events import emit_pipeline_finished
-from .exceptions import InvalidPipelineConfig, PipelineCanceled, PipelineFailed, ResultNotReady
+from .exceptions import (
+    InvalidPipelineConfig,
+    IonworksPrefectError,
+    IonworksTransientError,
+    PipelineCanceled,
+    PipelineFailed,
+    ResultNotReady,
+)
 from .measurements import CellArg
 from .pipeline_config import (
     HASH_TAG_PREFIX,
@@ -36,25 +44,30 @@ from .pipeline_config import (
     config_dict,
     config_fingerprint,
     config_hash,
+    discard_uploads,
     hash_tag,
     prepare_pipeline,
     referenced_measurements,
 )
+from .resource_ids import path_segment, resource_path
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
-from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+from .status_poller import StatusPoller
+from .status_reads import PIPELINES
+from .waiting import PollSchedule, wait_until_terminal
 
-DONE_ELEMENT_STATUSES = frozenset({"completed", "skipped"})
+#: Pipelines per page when looking for an earlier identical submission.
+LOOKUP_PAGE_SIZE = 100
 
 
 def run_from_record(record: dict[str, Any], *, url: str | None = None, config_hash: str | None = None,
                     reattached: bool = False) -> PipelineRun:
-    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline)."""
+    """A :class:`PipelineRun` from an API record (pipeline or simple pipeline), reading only the fields both of the
+    client's models define (``PipelineSubmissionResponse``, ``SimplePipelineSubmissionResponse``)."""
     return PipelineRun(
         id=record["id"], name=record.get("name"), description=record.get("description"),
         status=record["status"], error=record.get("error"), is_terminal=record["is_terminal"],
-        is_failed=record["is_failed"], created_at=record.get("created_at"), updated_at=record.get("updated_at"),
-        url=url, config_hash=config_hash, reattached=reattached,
+        is_failed=record["is_failed"], url=url, config_hash=config_hash, reattached=reattached,
     )
 
 
@@ -66,11 +79,28 @@ def _url(client: Ionworks, pipeline_id: str) -> str | None:
 
 
 def _matches(resource: Any, digest: str, project_id: str | None) -> list[Any]:
-    """Unfailed pipelines carrying this submission's marker, earliest first."""
-    page = call("list pipelines", resource.list, project_id=project_id,
-                description=f"ilike.%{HASH_TAG_PREFIX}{digest[:12]}%", order_by="created_at", order="asc", limit=100)
+    """Unfailed pipelines carrying this submission's marker, earliest first.
+
+    The search asks the server for the marker (``description=ilike.``), but reads the list newest first, page by
+    page, and checks the marker itself, so a server that ignores the filter costs pages, not a duplicate: it stops
+    at the end of the list or at the first page after a match that holds none (duplicates of one submission are
+    created together).
+    """
     tag = hash_tag(digest)
-    return [p for p in page if tag in (p.description or "") and not p.is_failed]
+    found: dict[str, Any] = {}
+    offset = 0
+    while True:
+        page = call("list pipelines", resource.list, project_id=project_id,
+                    description=f"ilike.%{HASH_TAG_PREFIX}{digest[:12]}%", order_by="created_at", order="desc",
+                    limit=LOOKUP_PAGE_SIZE, offset=offset)
+        hits = {p.id: p for p in page if tag in (p.description or "") and not p.is_failed}
+        if found and not hits.keys() - found.keys():
+            break
+        found.update(hits)
+        offset += len(page)
+        if not page or offset >= page.total:
+            break
+    return list(reversed(found.values()))
 
 
 def _keep_earliest(resource: Any, digest: str, project_id: str | None) -> Any | None:
@@ -115,12 +145,31 @@ def submit_prepared(
             return run_from_record(existing.model_dump(), url=link(existing.id), config_hash=digest, reattached=True)
         marker = hash_tag(digest) if not force else f"[{HASH_TAG_PREFIX}{digest[:12]} forced {uuid.uuid4().hex[:8]}]"
         description = " ".join(p for p in (body.pop("description", None), marker) if p)
-        try:
-            created = call("submit pipeline", resource.create, body, project_id=project, description=description)
-        except ValueError as exc:
-            raise InvalidPipelineConfig(str(exc)) from exc
+        created = call("submit pipeline", resource.create, body, project_id=project, description=description,
+                       invalid=InvalidPipelineConfig)
         keep = created if force else (_keep_earliest(resource, digest, project) or created)
     return run_from_record(keep.model_dump(), url=link(keep.id), config_hash=digest, reattached=keep.id != created.id)
+
+
+def log_submission(run: PipelineRun) -> None:
+    """Log a submission; a reattachment (a re-run after a crash, a retry) says so and names the pipeline it joined."""
+    if run.reattached:
+        run_logger().warning("Reattached to Ionworks pipeline %s (%s), submitted earlier with the same content; "
+                             "not submitting again: %s", run.id, run.status, run.url or run.id)
+    else:
+        run_logger().info("Ionworks pipeline %s submitted: %s", run.id, run.url or run.id)
+
+
+def submit_uploaded(client: Ionworks, prepared: dict[str, Any], uploaded: list[str], **options: Any) -> PipelineRun:
+    """:func:`submit_prepared`; if Ionworks refuses the submission, the measurements ``uploaded`` for it by
+    :func:`prepare_pipeline` are deleted first (not after a transient failure: the pipeline may exist)."""
+    try:
+        return submit_prepared(client, prepared, **options)
+    except IonworksTransientError:
+        raise
+    except IonworksPrefectError:
+        discard_uploads(client, uploaded)
+        raise
 
 
 @dataclass
@@ -166,23 +215,11 @@ def submit_pipeline(
     client = resolve_credentials(credentials).get_client()
     overrides = {"name": name, "description": description, "options": options}
     merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
-    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
-    run = submit_prepared(client, prepared, project_id=project_id, force=force)
-    run_logger().info("Ionworks pipeline %s %s: %s", run.id, "reattached" if run.reattached else "submitted",
-                          run.url or run.id)
+    uploaded: list[str] = []
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client, created=uploaded)
+    run = submit_uploaded(client, prepared, uploaded, project_id=project_id, force=force)
+    log_submission(run)
     return run
-
-
-async def _pipeline_snapshot(reader: StatusReader, pipeline_id: str) -> Snapshot:
-    record = await reader.get_json(f"/pipelines/{pipeline_id}", "get pipeline")
-    snapshot = Snapshot.from_record(record)
-    if not snapshot.is_terminal:
-        elements = await reader.get_json(f"/pipelines/{pipeline_id}/elements", "list pipeline elements")
-        costs = [(e.get("progress") or {}).get("best_cost") for e in elements]
-        snapshot.total = len(elements)
-        snapshot.completed = sum(e.get("status") in DONE_ELEMENT_STATUSES for e in elements)
-        snapshot.best_cost = min((c for c in costs if c is not None), default=None)
-    return snapshot
 
 
 def raise_for_failure(run: PipelineRun, label: str = "Pipeline") -> None:
@@ -201,15 +238,20 @@ async def await_pipeline(
     schedule: PollSchedule,
     measurement_ids: list[str] | None = None,
     config_hash: str | None = None,
+    project_id: str | None = None,
 ) -> PipelineRun:
-    """Wait for a pipeline without raising on failure; emits the completion event."""
-    reader = StatusReader(client)
-    final = await wait_until_terminal(
-        f"Ionworks pipeline {pipeline_id}", pipeline_id,
-        lambda: _pipeline_snapshot(reader, pipeline_id),
-        cancel=lambda: client.pipeline.cancel(pipeline_id),
-        max_wait_seconds=max_wait_seconds, schedule=schedule,
-    )
+    """Wait for a pipeline without raising on failure; emits the completion event.
+
+    The wait shares its event loop's status poller: ``project_id`` (default: the client's) is the project whose
+    unfinished pipelines it lists each tick; a pipeline of another project is still seen, read on its own.
+    """
+    poller = StatusPoller.for_client(client)
+    with poller.watch(PIPELINES, [pipeline_id], scope=project_id or client.project_id, schedule=schedule) as watch:
+        final = await wait_until_terminal(
+            f"Ionworks pipeline {pipeline_id}", watch,
+            cancel=lambda: call("cancel pipeline", client.post, resource_path("/pipelines", pipeline_id) + "/cancel", {}),
+            max_wait_seconds=max_wait_seconds,
+        )
     run = run_from_record(final.raw, url=_url(client, pipeline_id), config_hash=config_hash)
     emit_pipeline_finished(client, run, measurement_ids or [])
     return run
@@ -229,6 +271,9 @@ async def wait_for_pipeline(
 ) -> PipelineRun:
     """Wait until the pipeline is terminal; raises :class:`PipelineFailed`/:class:`PipelineCanceled`/:class:`WaitTimedOut`.
 
+    Waits gathered in one flow share one status poller: each tick lists the project's unfinished pipelines in
+    one request, and the waited ones that left that list by id in one more.
+
     Example:
         >>> final = await wait_for_pipeline(run.id, max_wait_seconds=900)
     """
@@ -239,32 +284,41 @@ async def wait_for_pipeline(
     return run
 
 
-def _element_summary(name: str, raw: Any, element: dict[str, Any]) -> ElementSummary:
-    raw = raw if isinstance(raw, dict) else {}
-    cost = raw.get("cost", raw.get("fun"))
-    if cost is None:
-        cost = (element.get("progress") or {}).get("best_cost")
-    return ElementSummary(name=name, element_type=element.get("element_type"), status=element.get("status"),
-                          job_id=element.get("job_id"), cost=cost, parameter_values=raw.get("parameter_values") or {})
+def _finished_at(client: Ionworks, segment: str) -> str | None:
+    """When the pipeline's last element job last changed, or None when no element names a job.
+
+    A pipeline record has no time (``PipelineSubmissionResponse``); its elements listing names each element's job
+    (``job_id``, which the client's own ``PipelineResponse.element`` reads), and ``updated_at`` is a field of
+    ``JobResponse``.
+    """
+    elements = call("list pipeline elements", client.get, f"/pipelines/{segment}/elements")
+    jobs = [e.get("job_id") for e in elements if isinstance(e, dict) and isinstance(e.get("job_id"), str)]
+    if not jobs:
+        return None
+    return call("get element job", client.job.get, path_segment(jobs[-1])).updated_at
 
 
 def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
-    """Read a completed pipeline's results (raises :class:`ResultNotReady` otherwise)."""
-    record = call("get pipeline", client.get, f"/pipelines/{pipeline_id}")
-    run = run_from_record(record)
+    """Read a finished pipeline's results with the client's typed accessors (raises :class:`ResultNotReady` before).
+
+    Each element is summarised from what ``PipelineResponse.element(name)`` decodes its result into (an
+    ``ionworks_schema`` result); ``element_results`` keeps the raw dicts. The pipeline's parameter values are its
+    ``result``, which the client documents as the final parameter values, read as the client reads every result
+    payload (an element's, a simple pipeline's): under ``parameter_values``. Element results hold no order, so
+    they cannot stand in for it; a fitted value is still found on its element (``FittedParameterSet``).
+    """
+    segment = path_segment(pipeline_id)
+    run = run_from_record(call("get pipeline", client.pipeline.get, segment).model_dump())
     raise_for_failure(run)
-    if run.status != "completed":
+    if not run.is_terminal:
         raise ResultNotReady(f"Pipeline {pipeline_id} is {run.status}; its result is not available yet")
-    response = call("get pipeline result", client.get, f"/pipelines/{pipeline_id}/result")
-    elements = {e["name"]: e for e in call("list pipeline elements", client.get, f"/pipelines/{pipeline_id}/elements")}
-    element_results = response.get("element_results") or {}
-    return PipelineResult(
-        pipeline_id=pipeline_id,
-        parameter_values=(response.get("result") or {}).get("parameter_values") or {},
-        element_results=element_results,
-        elements={n: _element_summary(n, element_results.get(n), elements.get(n, {})) for n in elements},
-        completed_at=record.get("updated_at"),
-    )
+    response = call("get pipeline result", client.pipeline.result, segment)
+    typed = call("read pipeline element results", lambda: response.results)
+    values = response.result.get("parameter_values")
+    return PipelineResult(pipeline_id=pipeline_id, parameter_values=values if isinstance(values, dict) else {},
+                          element_results=response.element_results,
+                          elements={name: ElementSummary.from_result(name, result) for name, result in typed.items()},
+                          completed_at=_finished_at(client, segment))
 
 
 @ionworks_task(
@@ -302,11 +356,15 @@ async def run_pipeline(
         >>> result = await run_pipeline(pipeline, base_dir="data", cell="1c4f...")
     """
     client = resolve_credentials(credentials).get_client()
-    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
-    submitted = await acall("submit pipeline", submit_prepared, client, prepared, project_id=project_id, force=force)
-    run_logger().info("Ionworks pipeline %s: %s", submitted.id, submitted.url or "")
+    uploaded: list[str] = []
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client,
+                           created=uploaded)
+    submitted = await acall("submit pipeline", submit_uploaded, client, prepared, uploaded, project_id=project_id,
+                            force=force)
+    log_submission(submitted)
     run = await await_pipeline(client, submitted.id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule,
-                               measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash)
+                               measurement_ids=referenced_measurements(prepared), config_hash=submitted.config_hash,
+                               project_id=project_id or prepared.get("project_id"))
     raise_for_failure(run)
     result = await acall("fetch pipeline result", read_result, client, submitted.id)
     return result.model_copy(update={"config": prepared})

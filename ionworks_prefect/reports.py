@@ -163,6 +163,12 @@ def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
+def warm_up_plotting() -> None:
+    """Import matplotlib's figure and Agg canvas now (about a second), e.g. in a thread while a fit runs."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 def _channel(channels: dict[str, list], *words: str) -> list | None:
     """The first channel whose name contains every word (case-insensitive)."""
     return next((v for name, v in channels.items() if all(w in name.lower() for w in words)), None)

@@ -53,8 +53,6 @@ class PipelineRun(BaseModel):
     is_failed: bool
     config_hash: Optional[str] = Field(default=None, description="Content hash used for idempotent submission.")
     reattached: bool = Field(default=False, description="True when an existing identical pipeline was reused.")
-    created_at: Optional[str] = None
-    updated_at: Optional[str] = None
     url: Optional[str] = Field(default=None, description="Link to the pipeline in the Ionworks web app.")
 
     @property
@@ -64,16 +62,39 @@ class PipelineRun(BaseModel):
 
 
 class ElementSummary(BaseModel):
-    """One pipeline element: its kind, status, cost and the parameter values it produced."""
+    """One pipeline element as the official client decodes its result (an ``ionworks_schema`` result object).
+
+    Example:
+        >>> result.elements["fit"].fitted, result.elements["fit"].cost
+        (True, 0.0021)
+    """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
-    element_type: Optional[str] = None
-    status: Optional[str] = None
-    job_id: Optional[str] = None
-    cost: Optional[float] = None
+    result_type: str = Field(description="The result's ionworks_schema type: OptimizationResult, ValidationResult...")
+    fitted: bool = Field(default=False, description="True for a data fit (a ParameterEstimatorResult).")
+    cost: Optional[float] = Field(default=None, description="A data fit's final cost.")
     parameter_values: dict[str, Any] = Field(default_factory=dict)
+    summary_stats: dict[str, Any] = Field(default_factory=dict,
+                                          description="A validation's statistics per objective, in volts.")
+
+    @classmethod
+    def from_result(cls, name: str, result: Any) -> ElementSummary:
+        """The summary of one typed element result (``PipelineResponse.element(name)``, ``result_object``).
+
+        Example:
+            >>> ElementSummary.from_result("fit", client.pipeline.result(pipeline_id).element("fit"))
+        """
+        import ionworks_schema as iws
+
+        fitted = isinstance(result, iws.ParameterEstimatorResult)
+        cost = result.cost if fitted else None
+        if cost is None and isinstance(result, iws.OptimizationResult):
+            cost = result.fun
+        stats = result.summary_stats if isinstance(result, iws.ValidationResult) else {}
+        return cls(name=name, result_type=result.type, fitted=fitted, cost=cost,
+                   parameter_values=result.parameter_values, summary_stats=stats or {})
 
 
 class PipelineResult(BaseModel):
@@ -91,12 +112,12 @@ class PipelineResult(BaseModel):
     element_results: dict[str, Any] = Field(description="Raw result dict per element name, as the API returns it.")
     elements: dict[str, ElementSummary] = Field(default_factory=dict, description="Summary per element name.")
     config: Optional[dict[str, Any]] = Field(default=None, description="The submitted config, when known.")
-    completed_at: Optional[str] = None
+    completed_at: Optional[str] = Field(default=None, description="When the pipeline finished (its last job's "
+                                        "updated_at), when Ionworks says.")
 
     def fit_elements(self) -> dict[str, ElementSummary]:
         """Elements that estimated parameters (data fits), by name."""
-        return {name: e for name, e in self.elements.items()
-                if "fit" in (e.element_type or "").lower() or "x" in (self.element_results.get(name) or {})}
+        return {name: e for name, e in self.elements.items() if e.fitted}
 
 
 class SimulationRun(BaseModel):

@@ -22,8 +22,8 @@ class IonworksSettings(PrefectBaseSettings):
 
     model_config = build_settings_config(("integrations", "ionworks"))
 
-    retries: int = Field(default=3, ge=0, description="Retries of a task after a transient failure.")
-    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="First retry delay; doubles each retry.")
+    retries: int = Field(default=5, ge=0, description="Retries of one Ionworks request after a transient failure.")
+    retry_backoff_seconds: float = Field(default=0.5, ge=0, description="First retry delay; doubles each retry.")
     retry_jitter_factor: float = Field(default=0.5, ge=0, description="Random extra delay, as a fraction.")
     fleet_concurrency_limit: str = Field(
         default="ionworks-fleet-refits",
@@ -31,6 +31,9 @@ class IonworksSettings(PrefectBaseSettings):
     fleet_concurrency: int = Field(default=8, ge=1, description="Its size, when the fleet creates it.")
     rate_limit: str = Field(
         default="ionworks-api",
-        description="Prefect rate limit (a global concurrency limit with slot decay) on Ionworks task runs in a fleet.")
-    rate_limit_per_second: float = Field(default=10.0, gt=0, description="Its decay: Ionworks task runs per second.")
-    rate_limit_burst: int = Field(default=20, ge=1, description="Its size: task runs allowed in a burst.")
+        description="Prefect rate limit (a global concurrency limit with slot decay) on a fleet's Ionworks requests.")
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="Its decay: Ionworks requests per second.")
+    rate_limit_burst: int = Field(default=200, ge=1, description="Its size: requests allowed in a burst.")
+    requests_per_cell: int = Field(
+        default=20, ge=1,
+        description="Slots of the rate limit a cell's refit takes before it starts: about the requests it makes.")

@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from ionworks import Ionworks
+from ionworks.simple_pipeline import SimplePipelineSubmissionResponse
 
 from ._calls import acall, call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .measurements import CellArg
 from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
-from .pipelines import SubmissionCache, raise_for_failure, run_from_record, submit_prepared
+from .pipelines import SubmissionCache, log_submission, raise_for_failure, run_from_record, submit_uploaded
+from .resource_ids import resource_path
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task
-from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+from .status_poller import StatusPoller
+from .status_reads import SIMPLE_PIPELINES
+from .waiting import PollSchedule, wait_until_terminal
 
 _RESULT_ELEMENTS = ("data_fit", "array_data_fit", "validation")
 
@@ -27,19 +31,14 @@ def _result_element(config: dict[str, Any] | None) -> str:
     return next((n for n, e in elements.items() if e.get("element_type") in _RESULT_ELEMENTS), "result")
 
 
-def _result(record: dict[str, Any], config: dict[str, Any] | None = None) -> PipelineResult:
-    raw = record.get("result") or {}
+def _result(client: Ionworks, record: dict[str, Any], config: dict[str, Any] | None = None) -> PipelineResult:
+    """The result of a finished simple pipeline record, decoded by the client (``result_object``)."""
+    response = SimplePipelineSubmissionResponse(**record, client=client)
     name = _result_element(config)
-    cost = raw.get("cost", raw.get("fun"))
-    return PipelineResult(
-        pipeline_id=record["id"],
-        parameter_values=raw.get("parameter_values") or {},
-        element_results={name: raw},
-        elements={name: ElementSummary(name=name, status=record["status"], job_id=record.get("job_id"), cost=cost,
-                                       parameter_values=raw.get("parameter_values") or {})},
-        config=config,
-        completed_at=record.get("updated_at"),
-    )
+    summary = ElementSummary.from_result(name, response.result_object)
+    return PipelineResult(pipeline_id=response.id, parameter_values=summary.parameter_values,
+                          element_results={name: response.result or {}}, elements={name: summary}, config=config,
+                          completed_at=response.updated_at)
 
 
 @ionworks_task(
@@ -67,24 +66,25 @@ def submit_simple_pipeline(
     client = resolve_credentials(credentials).get_client()
     overrides = {"name": name, "description": description, "options": options}
     merged = {**config_dict(config), **{k: v for k, v in overrides.items() if v is not None}}
-    prepared = prepare_pipeline(merged, base_dir, cell, client=client)
-    run = submit_prepared(client, prepared, project_id=project_id, force=force, simple=True)
+    uploaded: list[str] = []
+    prepared = prepare_pipeline(merged, base_dir, cell, client=client, created=uploaded)
+    run = submit_uploaded(client, prepared, uploaded, project_id=project_id, force=force, simple=True)
     run_logger().info("Ionworks simple pipeline %s %s", run.id, "reattached" if run.reattached else "submitted")
     return run
 
 
-async def _await_simple(client: Ionworks, pipeline_id: str, max_wait_seconds: float,
-                        schedule: PollSchedule) -> dict[str, Any]:
-    reader = StatusReader(client)
-
-    async def poll() -> Snapshot:
-        return Snapshot.from_record(await reader.get_json(f"/simple_pipelines/{pipeline_id}", "get simple pipeline"))
-
-    final = await wait_until_terminal(
-        f"Ionworks simple pipeline {pipeline_id}", pipeline_id, poll,
-        cancel=lambda: call("cancel simple pipeline", client.post, f"/simple_pipelines/{pipeline_id}/cancel", {}),
-        max_wait_seconds=max_wait_seconds, schedule=schedule,
-    )
+async def _await_simple(client: Ionworks, pipeline_id: str, max_wait_seconds: float, schedule: PollSchedule,
+                        project_id: str | None = None) -> dict[str, Any]:
+    """Wait on the shared status poller (one list of the project's unfinished simple pipelines per tick)."""
+    poller = StatusPoller.for_client(client)
+    with poller.watch(SIMPLE_PIPELINES, [pipeline_id], scope=project_id or client.project_id,
+                      schedule=schedule) as watch:
+        final = await wait_until_terminal(
+            f"Ionworks simple pipeline {pipeline_id}", watch,
+            cancel=lambda: call("cancel simple pipeline", client.post,
+                                resource_path("/simple_pipelines", pipeline_id) + "/cancel", {}),
+            max_wait_seconds=max_wait_seconds,
+        )
     return final.raw
 
 
@@ -107,7 +107,7 @@ async def wait_for_simple_pipeline(
     client = resolve_credentials(credentials).get_client()
     record = await _await_simple(client, pipeline_id, max_wait_seconds, poll_schedule)
     raise_for_failure(run_from_record(record), "Simple pipeline")
-    return _result(record)
+    return _result(client, record)
 
 
 @ionworks_task(
@@ -131,9 +131,13 @@ async def run_simple_pipeline(
         >>> result = await run_simple_pipeline(config, base_dir="data")
     """
     client = resolve_credentials(credentials).get_client()
-    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client)
-    submitted = await acall("submit simple pipeline", submit_prepared, client, prepared, project_id=project_id,
-                            force=force, simple=True)
-    record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule)
+    uploaded: list[str] = []
+    prepared = await acall("prepare pipeline", prepare_pipeline, config, base_dir, cell, client=client,
+                           created=uploaded)
+    submitted = await acall("submit simple pipeline", submit_uploaded, client, prepared, uploaded,
+                            project_id=project_id, force=force, simple=True)
+    log_submission(submitted)
+    record = await _await_simple(client, submitted.id, max_wait_seconds, poll_schedule,
+                                 project_id or prepared.get("project_id"))
     raise_for_failure(run_from_record(record), "Simple pipeline")
-    return _result(record, prepared)
+    return _result(client, record, prepared)

@@ -1,84 +1,125 @@
-"""Ionworks protocol simulations: submit, wait (one batch status request per poll), fetch typed results.
+"""Ionworks protocol simulations: submit, wait (on the shared, batched status poller), fetch typed results.
 
 Resubmitting an identical simulation is safe: Ionworks returns the existing run (``already_existed``).
+An inline ``protocol_experiment`` is saved by the client as an experiment template before the simulations are
+created; if Ionworks then refuses them (an unknown model, a bad DOE), the template this submission created is
+deleted again, unless a simulation already uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from ionworks import Ionworks
 from prefect.cache_policies import INPUTS
 
-from ._calls import acall, call
+from ._calls import acall, call, json_answer, run_logger
 from .credentials import CredentialsArg, resolve_credentials
-from .exceptions import InvalidSimulationConfig, ResultNotReady, SimulationFailed
+from .exceptions import (
+    InvalidSimulationConfig,
+    IonworksPrefectError,
+    IonworksTransientError,
+    ResultNotReady,
+    SimulationFailed,
+)
 from .measurement_data import as_polars
+from .resource_ids import path_segment
 from .results import SimulationResult, SimulationRun
 from .retries import ionworks_task
-from .waiting import PollSchedule, Snapshot, StatusReader, wait_until_terminal
+from .status_poller import StatusPoller, Summarize
+from .status_reads import SIMULATIONS
+from .waiting import PollSchedule, Snapshot, wait_until_terminal
 
-FAILED_JOB_STATUSES = frozenset({"failed", "canceled"})
+
+def _template_name(config: dict[str, Any]) -> str | None:
+    experiment = config.get("protocol_experiment")
+    name = experiment.get("name") if isinstance(experiment, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _templates(client: Ionworks, config: dict[str, Any], name: str) -> set[str]:
+    """Ids of the project's saved protocols (experiment templates) named ``name``."""
+    project = config.get("project_id") or client.project_id
+    listed = call("list protocols", client.protocol.list, project_id=project, name_exact=name, limit=100)
+    return {p.id for p in listed if p.name == name}
+
+
+def _discard_new_templates(client: Ionworks, config: dict[str, Any], name: str, before: set[str]) -> None:
+    """Delete templates named ``name`` that appeared since ``before`` and that no simulation uses."""
+    try:
+        for template_id in _templates(client, config, name) - before:
+            if not call("list simulations", client.simulation.list, protocol_id=path_segment(template_id), limit=1):
+                call("delete protocol", client.protocol.delete, path_segment(template_id))
+    except IonworksPrefectError as exc:  # the refusal is the error to raise
+        run_logger().warning("Could not remove the protocol template saved for a refused simulation: %s", exc)
 
 
 def _submit(client: Ionworks, config: dict[str, Any], batch: bool) -> list[SimulationRun]:
+    if not isinstance(config, Mapping):
+        raise InvalidSimulationConfig(f"A simulation config must be a dict, not {type(config).__name__}")
+    name = _template_name(config)
+    before = _templates(client, config, name) if name else set()
     try:
         if batch:
-            responses = call("submit simulations", client.simulation.protocol_batch, config)
+            responses = call("submit simulations", client.simulation.protocol_batch, config,
+                             invalid=InvalidSimulationConfig)
         else:
-            responses = [call("submit simulation", client.simulation.protocol, config)]
-    except ValueError as exc:
-        raise InvalidSimulationConfig(str(exc)) from exc
+            responses = [call("submit simulation", client.simulation.protocol, config,
+                              invalid=InvalidSimulationConfig)]
+    except IonworksTransientError:
+        raise
+    except IonworksPrefectError:
+        if name:
+            _discard_new_templates(client, config, name, before)
+        raise
     return [SimulationRun(**r.model_dump()) for r in responses]
+
+
+def _batch_summary(total: int) -> Summarize:
+    """Summarise per-simulation snapshots: terminal once all have results or any has failed."""
+
+    def summarize(latest: Mapping[str, Snapshot]) -> Snapshot:
+        failed = {sid: f"{s.status}: {s.raw.get('error') or 'unknown error'}" for sid, s in latest.items() if s.is_failed}
+        done = sum(s.is_terminal and not s.is_failed for s in latest.values())
+        status = "failed" if failed else "completed" if done == total else "running"
+        return Snapshot(status=status, is_terminal=bool(failed) or done == total, is_failed=bool(failed),
+                        completed=done, total=total, raw={"failed": failed})
+
+    return summarize
 
 
 async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wait_seconds: float,
                              schedule: PollSchedule) -> None:
     """Wait until every simulation has results or any has failed; raises :class:`SimulationFailed`."""
-    reader = StatusReader(client)
-    done: set[str] = set()
-    failed: dict[str, str] = {}
+    ids = list(dict.fromkeys(r.simulation_id for r in runs))
+    poller = StatusPoller.for_client(client)
+    with poller.watch(SIMULATIONS, ids, schedule=schedule, summarize=_batch_summary(len(ids))) as watch:
 
-    async def poll() -> Snapshot:
-        pending = [r.simulation_id for r in runs if r.simulation_id not in done | failed.keys()]
-        statuses = await reader.post_json("/simulations/statuses", {"simulation_ids": pending, "limit": len(pending)},
-                                          "get simulation statuses")
-        finished = []
-        for item in statuses:
-            if item.get("status") in FAILED_JOB_STATUSES:
-                failed[item["simulation_id"]] = f"{item['status']}: {item.get('error') or 'unknown error'}"
-            elif item.get("status") == "completed":
-                finished.append(item["simulation_id"])
-        records = await asyncio.gather(*(reader.get_json(f"/simulations/{s}", "get simulation") for s in finished))
-        done.update(s for r, s in zip(records, finished) if r.get("storage_folder"))
-        settled = len(done) + len(failed)
-        status = "failed" if failed else "completed" if len(done) == len(runs) else "running"
-        return Snapshot(status=status,
-                        is_terminal=settled == len(runs) or bool(failed), is_failed=bool(failed),
-                        completed=len(done), total=len(runs))
+        def cancel() -> None:
+            for run in runs:
+                seen = watch.latest.get(run.simulation_id)
+                if not (seen and seen.is_terminal):
+                    call("cancel simulation job", client.job.cancel, path_segment(run.job_id))
 
-    def cancel() -> None:
-        for run in runs:
-            if run.simulation_id not in done:
-                call("cancel simulation job", client.job.cancel, run.job_id)
-
-    label = f"Ionworks simulation {runs[0].simulation_id}" if len(runs) == 1 else f"{len(runs)} Ionworks simulations"
-    await wait_until_terminal(label, runs[0].simulation_id, poll, cancel=cancel,
-                              max_wait_seconds=max_wait_seconds, schedule=schedule)
+        label = f"Ionworks simulation {ids[0]}" if len(ids) == 1 else f"{len(ids)} Ionworks simulations"
+        final = await wait_until_terminal(label, watch, cancel=cancel, max_wait_seconds=max_wait_seconds)
+    failed: dict[str, str] = final.raw["failed"]
     if failed:
         listed = "; ".join(f"{sid} {reason}" for sid, reason in failed.items())
         first = next(iter(failed))
-        raise SimulationFailed(f"{len(failed)} of {len(runs)} simulation(s) failed: {listed}",
+        raise SimulationFailed(f"{len(failed)} of {len(ids)} simulation(s) failed: {listed}",
                                resource_id=first, status=failed[first].split(":")[0], error=listed)
 
 
 def read_simulation_result(client: Ionworks, simulation_id: str) -> SimulationResult:
     """Download a finished simulation's time series, steps and metrics (raises :class:`ResultNotReady`)."""
-    record = call("get simulation", client.simulation.get, simulation_id)
+    segment = path_segment(simulation_id, "Ionworks simulation id")
+    record = json_answer(call("get simulation", client.simulation.get, segment), "get simulation")
     if not (record.get("storage_folder") or record.get("simulation_data")):
         raise ResultNotReady(f"Simulation {simulation_id} has no results yet")
-    result = call("get simulation result", client.simulation.get_result, simulation_id)
+    result = call("get simulation result", client.simulation.get_result, segment)
     return SimulationResult(simulation_id=simulation_id, time_series=as_polars(result.time_series),
                             steps=as_polars(result.steps), metrics=result.metrics or {})
 

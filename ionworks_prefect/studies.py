@@ -9,6 +9,7 @@ from ionworks import Ionworks
 
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
+from .resource_ids import check_resource_id, path_segment
 from .results import StudyAssignment
 from .retries import ionworks_task
 
@@ -17,16 +18,25 @@ def find_or_create_study(client: Ionworks, name: str, project_id: str | None = N
                          description: str | None = None) -> str:
     """The id of the project's study named ``name``, created if there is none.
 
+    A create retried after its answer was lost can leave a second study of that name: the earliest is kept and
+    the later ones are deleted.
+
     Example:
         >>> find_or_create_study(client, "RPT ageing 2026")
         '9a1b...'
     """
-    found = call("list studies", client.study.list, project_id=project_id, name_exact=name)
-    match = next((s for s in found if s.name == name), None)
-    if match is not None:
-        return match.id
+    def named() -> list[Any]:
+        found = call("list studies", client.study.list, project_id=project_id, name_exact=name)
+        return sorted((s for s in found if s.name == name), key=lambda s: str(getattr(s, "created_at", "") or ""))
+
+    if match := named():
+        return match[0].id
     body: dict[str, Any] = {"name": name, **({"description": description} if description else {})}
-    return call("create study", client.study.create, body, project_id=project_id).id
+    created = call("create study", client.study.create, body, project_id=project_id)
+    kept, *extra = named() or [created]
+    for duplicate in extra:
+        call("delete study", client.study.delete, path_segment(duplicate.id))
+    return kept.id
 
 
 @ionworks_task(
@@ -48,12 +58,14 @@ def assign_to_study(
         >>> assign_to_study("RPT ageing 2026", [uploaded.id], by_name=True)
     """
     client = resolve_credentials(credentials).get_client()
-    study_id = find_or_create_study(client, study, project_id) if by_name else study
-    for measurement_id in measurement_ids:
-        call("assign measurement to study", client.study.assign_measurement, study_id, measurement_id,
+    measurements = [path_segment(m, "Ionworks measurement id") for m in measurement_ids]
+    simulations = [path_segment(s, "Ionworks simulation id") for s in simulation_ids]
+    study_id = find_or_create_study(client, study, project_id) if by_name else check_resource_id(study)
+    for measurement_id in measurements:
+        call("assign measurement to study", client.study.assign_measurement, path_segment(study_id), measurement_id,
              project_id=project_id)
-    for simulation_id in simulation_ids:
-        call("assign simulation to study", client.study.assign_simulation, study_id, simulation_id,
+    for simulation_id in simulations:
+        call("assign simulation to study", client.study.assign_simulation, path_segment(study_id), simulation_id,
              project_id=project_id)
     return StudyAssignment(study_id=study_id, measurement_ids=list(measurement_ids),
                            simulation_ids=list(simulation_ids))

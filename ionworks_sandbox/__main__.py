@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=float(env("IONWORKS_SANDBOX_DOWNLOAD_URL_TTL_SECONDS", "900")),
         help="how long a signed download link stays valid",
     )
+    parser.add_argument(
+        "--request-log", type=Path, default=env("IONWORKS_SANDBOX_REQUEST_LOG"),
+        help="append one line per request (start, method, path, status, ms) to this file",
+    )
     parser.add_argument("--public-url", default=env("IONWORKS_SANDBOX_PUBLIC_URL"), help="base URL clients reach")
     args = parser.parse_args(argv)
     if not args.api_keys:
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         upload_ttl_s=args.upload_ttl_seconds,
         download_url_ttl_s=args.download_url_ttl_seconds,
+        request_log=args.request_log.resolve() if args.request_log else None,
     )
     first_key, first_org = next(iter(settings.organizations.items()))
     print(f"IONWORKS_API_URL={public_url}")

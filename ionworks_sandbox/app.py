@@ -17,6 +17,7 @@ from .auth import authenticate
 from .errors import ApiError
 from .jobs import JobRunner
 from .middleware import RequestBodyMiddleware
+from .request_log import RequestLogMiddleware
 from .settings import SandboxSettings
 from .storage import Storage
 from .store import Store, json_safe
@@ -98,6 +99,8 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.request_log is not None:
+        app.add_middleware(RequestLogMiddleware, path=settings.request_log)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -85,23 +85,24 @@ def check_time_series(frame: pl.DataFrame) -> None:
     if steps.null_count():
         raise UploadRejected(f"Column '{STEP}' has no value at row {_first(steps.is_null())}")
     time = frame[TIME].cast(pl.Float64).fill_nan(None)
-    eis = frame[FREQUENCY].is_not_null() if FREQUENCY in frame.columns else pl.Series([False] * frame.height)
+    eis = frame[FREQUENCY].is_not_null() if FREQUENCY in frame.columns else pl.repeat(False, frame.height, eager=True)
     untimed = time.is_null() & ~eis
     if untimed.any():
         raise UploadRejected(f"Column '{TIME}' has no value at row {_first(untimed)} (only EIS rows may omit time)")
-    rows = np.flatnonzero(time.is_not_null().to_numpy())
-    values = time.to_numpy()[rows]
-    backwards = np.flatnonzero(np.diff(values) < 0)
-    if backwards.size:
-        previous, row = rows[backwards[0]], rows[backwards[0] + 1]
+    # Forward-filled, each timed row is compared with the last timed row before it (EIS rows carry it along).
+    carried = time.forward_fill()
+    backwards = carried.diff() < 0
+    if backwards.any():
+        row = _first(backwards)
+        previous = _first(time.head(row).is_not_null().reverse())
         raise UploadRejected(
-            f"Column '{TIME}' must be monotonically non-decreasing: at row {row} time is {values[backwards[0] + 1]:g} s,"
-            f" before the {values[backwards[0]]:g} s of row {previous}"
+            f"Column '{TIME}' must be monotonically non-decreasing: at row {row} time is {time[row]:g} s,"
+            f" before the {carried[row - 1]:g} s of row {row - 1 - previous}"
         )
 
 
 def _first(mask: pl.Series) -> int:
-    return int(np.flatnonzero(mask.to_numpy())[0])
+    return int(mask.arg_true()[0])
 
 
 def data_digest(frame: pl.DataFrame) -> str:
@@ -117,8 +118,10 @@ def data_digest(frame: pl.DataFrame) -> str:
         digest.update(json.dumps(name).encode())
         if column.dtype.is_numeric():
             digest.update(b"n")
-            digest.update(column.cast(pl.Float64).fill_null(np.nan).to_numpy().astype("<f8").tobytes())
-            digest.update(column.is_null().to_numpy().tobytes())
+            # Buffers hashed in place (float64, little-endian on every supported platform): no byte copies.
+            digest.update(memoryview(np.ascontiguousarray(column.cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                                                          dtype="<f8")))
+            digest.update(memoryview(column.is_null().to_numpy()))
         else:
             digest.update(b"v")
             digest.update(json.dumps(column.to_list(), default=str).encode())
@@ -159,6 +162,7 @@ class MeasurementProcessor:
         self.store = store
         self.storage = storage
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="measurement-processing")
+        self._digests = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="measurement-digest")
 
     def start(self) -> None:
         """Warm the ``ionworksdata`` import and re-queue work a previous run left unfinished."""
@@ -171,6 +175,7 @@ class MeasurementProcessor:
     def close(self) -> None:
         """Finish running work; queued work stays ``pending`` and resumes on the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._digests.shutdown(wait=True)
 
     def submit(self, measurement_id: str) -> Future:
         return self._pool.submit(self.run, measurement_id)
@@ -195,6 +200,7 @@ class MeasurementProcessor:
     def _process(self, record: dict[str, Any]) -> dict[str, Any]:
         measurement_id = record["id"]
         frame = read_time_series(self.storage.path(object_key(measurement_id, TIME_SERIES)))
+        digest = self._digests.submit(data_digest, frame)  # hashlib and polars release the GIL: beside the steps
         steps_path = self.storage.path(object_key(measurement_id, STEPS))
         if record.get("steps_source") == "uploaded":
             try:
@@ -205,7 +211,7 @@ class MeasurementProcessor:
             steps = derive_steps(frame)
             _write(steps, steps_path)
         _write(cycle_table(steps), self.storage.path(object_key(measurement_id, CYCLES)))
-        return {"row_count": frame.height, "step_count": steps.height, "data_digest": data_digest(frame)}
+        return {"row_count": frame.height, "step_count": steps.height, "data_digest": digest.result()}
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:

@@ -54,6 +54,7 @@ class SandboxSettings:
     max_body_bytes: int = 512 * 1024 * 1024
     upload_ttl_s: float = 24 * 3600.0
     download_url_ttl_s: float = 900.0
+    request_log: Path | None = None
     organizations: dict[str, Organization] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:

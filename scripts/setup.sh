@@ -16,7 +16,7 @@ digest="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   echo "Installing ionworks-prefect and its dependencies (first run takes a few minutes)"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$root[test,docker]"
+  "$venv/bin/python" -m pip install --quiet -e "$root[test,docker,biologic-mpr]"
   echo "$digest" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"

@@ -1,5 +1,10 @@
 """Session fixtures: one live sandbox over real HTTP and one Prefect test server, shared by all tests; a throwaway
-PostgreSQL database for the tests that start a real Prefect server."""
+PostgreSQL database for the tests that start a real Prefect server.
+
+Every answer the sandbox gives the official client or the plugin's own reads is checked against the client's
+models for the whole session (``tests/client_contract.py``): a test during which an answer did not fit, or plugin
+code read a key the client does not define, fails.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pytest
 
 from ionworks_prefect.local_sandbox import LocalSandbox
 
+from .client_contract import ContractMonitor
 from .postgres_server import PostgresServer, postgres_bindir
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -17,6 +23,26 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 API_KEY = "test-key"
 OTHER_ORG_KEY = "other-org:other-key"
+CONTRACT = ContractMonitor()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def client_contract() -> Iterator[ContractMonitor]:
+    """The contract monitor, hooked into every Ionworks client and the plugin's ``httpx`` reads all session."""
+    with CONTRACT.installed() as monitor:
+        yield monitor
+    if problems := monitor.take():
+        pytest.fail("Sandbox answers broke the client's contract after the last test:\n  " + "\n  ".join(problems))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test during whose setup or run a sandbox answer broke the client's contract."""
+    outcome = yield
+    problems = CONTRACT.take()
+    if problems and outcome.excinfo is None:
+        listed = "\n  ".join(problems)
+        outcome.force_exception(AssertionError(f"Sandbox answers broke the client's contract:\n  {listed}"))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,14 @@
-"""A loopback reverse proxy that injects faults in front of the sandbox: 503, 429 + Retry-After, or a dropped
-connection after the request was forwarded (the server acted, the client never hears back).
+"""A loopback reverse proxy that injects faults in front of the sandbox: 503, 429 + Retry-After, a refusal (409),
+or a dropped connection after the request was forwarded (the server acted, the client never hears back); and a
+server that ignores a query filter (the parameter is dropped before forwarding).
+
+Faults are injected one by one (:meth:`FaultProxy.inject`) or at random (:meth:`FaultProxy.randomly`: each
+request, whatever its method and path, gets a fault with a given probability).
 
 Example:
     with FaultProxy(sandbox.url) as proxy:
         proxy.inject("POST", r"^/pipelines$", "drop_after_forward", times=1)
+        proxy.randomly(0.1, seed=7)   # and 10 % of all other requests fail in one of the FAULTS ways
         ...  # point IonworksCredentials(api_url=proxy.url) at it
 """
 
@@ -11,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
-FAULTS = ("503", "429", "drop_after_forward", "drop_before_forward")
+FAULTS = ("503", "429", "409", "drop_after_forward", "drop_before_forward")
+_ERROR_CODES = {"503": "UNAVAILABLE", "429": "RATE_LIMITED", "409": "CONFLICT"}
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
 
 
@@ -45,12 +53,17 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.faults: list[Fault] = []
+        self.ignored: list[tuple[str, re.Pattern[str], str]] = []
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self.port = 0
+        self.rate = 0.0
+        self._injected: dict[str, int] = {}
+        self._random = random.Random(0)
+        self._random_kinds: tuple[str, ...] = FAULTS
 
     @property
     def url(self) -> str:
@@ -62,6 +75,30 @@ class FaultProxy:
         with self._lock:
             self.faults.append(Fault(method.upper(), re.compile(path_regex), kind, times, retry_after))
 
+    def randomly(self, rate: float, *, kinds: tuple[str, ...] = FAULTS, seed: int = 0,
+                 retry_after: float = 1.0) -> None:
+        """From now on, fail each request with probability ``rate``, in one of ``kinds`` drawn at random."""
+        assert all(kind in FAULTS for kind in kinds), kinds
+        with self._lock:
+            self.rate, self._random, self._random_kinds = rate, random.Random(seed), kinds
+            self._random_retry_after = retry_after
+
+    def injected(self) -> dict[str, int]:
+        """How many faults of each kind were injected (one by one or at random)."""
+        return dict(self._injected)
+
+    def ignore_filter(self, method: str, path_regex: str, param: str) -> None:
+        """From now on, forward matching requests without the query parameter ``param``."""
+        with self._lock:
+            self.ignored.append((method.upper(), re.compile(path_regex), param))
+
+    def _forwarded_target(self, method: str, path: str, target: str) -> str:
+        dropped = {p for m, pattern, p in self.ignored if m == method and pattern.search(path)}
+        if not dropped or "?" not in target:
+            return target
+        query = [(k, v) for k, v in parse_qsl(target.split("?", 1)[1], keep_blank_values=True) if k not in dropped]
+        return f"{path}?{urlencode(query)}" if query else path
+
     def hits_for(self, method: str, path_regex: str) -> list[Hit]:
         pattern = re.compile(path_regex)
         return [h for h in self.hits if h.method == method.upper() and pattern.search(h.path)]
@@ -71,7 +108,13 @@ class FaultProxy:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == method and fault.path.search(path):
                     fault.times -= 1
+                    self._injected[fault.kind] = self._injected.get(fault.kind, 0) + 1
                     return fault
+            if self.rate and self._random.random() < self.rate:
+                fault = Fault(method, re.compile(".*"), self._random.choice(self._random_kinds), 0,
+                              self._random_retry_after)
+                self._injected[fault.kind] = self._injected.get(fault.kind, 0) + 1
+                return fault
         return None
 
     def __enter__(self) -> FaultProxy:
@@ -111,16 +154,16 @@ class FaultProxy:
             if fault is not None and fault.kind == "drop_before_forward":
                 self.hits.append(Hit(method, path, fault.kind))
                 return
-            if fault is not None and fault.kind in ("503", "429"):
+            if fault is not None and fault.kind in _ERROR_CODES:
                 status = int(fault.kind)
                 extra = {"Retry-After": f"{fault.retry_after:g}"} if status == 429 else {}
-                payload = {"error_code": "RATE_LIMITED" if status == 429 else "UNAVAILABLE",
-                           "message": "injected fault", "detail": None}
+                payload = {"error_code": _ERROR_CODES[fault.kind], "message": "injected fault", "detail": None}
                 self.hits.append(Hit(method, path, fault.kind))
                 await self._respond(writer, status, {"Content-Type": "application/json", **extra},
                                     json.dumps(payload).encode())
                 return
             forward = {k.strip(): v.strip() for k, v in headers if k.strip().lower() not in _HOP_HEADERS}
+            target = self._forwarded_target(method, path, target)
             response = await upstream.request(method, f"{self.upstream}{target}", headers=forward, content=body)
             if fault is not None:  # drop_after_forward: the server acted, the client gets nothing
                 self.hits.append(Hit(method, path, fault.kind))

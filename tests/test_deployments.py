@@ -262,3 +262,20 @@ def test_process_worker_runs_the_nightly_refit_and_the_event_triggered_ingest(sa
         assert {m.name for m in client.cell_measurement.list(instance.id)} == {"rpt-1C", "rpt-0.5C"}
     finally:
         prefect.close()
+
+
+def test_work_pools_run_flows_with_heartbeats_and_the_crash_automation_applies_once(prefect_server):
+    from prefect.automations import Automation
+    from prefect.events.actions import ChangeFlowRunState
+
+    from deployments.deploy import apply_crash_automation, deployment_specs, heartbeat_environment
+
+    assert heartbeat_environment() == {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    for spec in deployment_specs():
+        assert spec["work_pool"]["job_variables"]["env"] == heartbeat_environment(), spec["name"]
+    first, again = apply_crash_automation(), apply_crash_automation()
+    saved = Automation.read(name="ionworks-crashed-flow-runs")
+    assert first.id == again.id == saved.id
+    assert saved.trigger.posture == "Proactive" and saved.trigger.within.total_seconds() == 90
+    assert saved.trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.heartbeat" in saved.trigger.expect
+    assert [type(a) for a in saved.actions] == [ChangeFlowRunState] and saved.actions[0].state == "CRASHED"

@@ -12,7 +12,13 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 
 from flows.demo import write_biologic_mpt
-from ionworks_prefect.flows.ingest_cycler_data import ARTIFACT_KEY, IngestFailed, collect_files, ingest_cycler_data
+from ionworks_prefect.flows.ingest_cycler_data import (
+    PARTIAL_STATE_NAME,
+    IngestFailed,
+    artifact_key,
+    collect_files,
+    ingest_cycler_data,
+)
 from ionworks_prefect.flows.nightly_refit import nightly_refit
 
 from .measurement_frames import new_instance, unique
@@ -38,7 +44,7 @@ def cycler_drop(directory: Path) -> tuple[set[str], dict[str, str]]:
     (directory / ".partial.csv").write_text("hidden files are never ingested")
     good = {"rpt-ionworks.csv", "rpt-biologic.mpt", "rpt-parquet.parquet"}
     broken = {"truncated.parquet": "Could not read", "header-only.mpt": "Could not read",
-              "wrong-columns.csv": "Could not read", "time-backwards.csv": "Time [s]", "empty.csv": "empty"}
+              "wrong-columns.csv": "reader=", "time-backwards.csv": "Time [s]", "empty.csv": "empty"}
     return good, broken
 
 
@@ -53,7 +59,10 @@ async def test_good_files_are_uploaded_and_broken_ones_reported(client, tmp_path
     good, broken = cycler_drop(tmp_path)
     cell = {"specification": unique("ingest-spec"), "instance": unique("cell")}
 
-    report = await ingest_cycler_data(cell=cell, directory=str(tmp_path))
+    state = await ingest_cycler_data(cell=cell, directory=str(tmp_path), return_state=True)
+    assert state.is_completed() and state.name == PARTIAL_STATE_NAME
+    assert state.message.startswith(f"{len(broken)} of {len(good) + len(broken)} cycler file(s) could not be ingested")
+    report = await state.result()
     by_name = {Path(f.file).name: f for f in report.files}
     assert set(by_name) == good | set(broken)
     assert {n for n, f in by_name.items() if f.status == "uploaded"} == good
@@ -62,7 +71,7 @@ async def test_good_files_are_uploaded_and_broken_ones_reported(client, tmp_path
         assert outcome.status == "failed" and fragment in outcome.reason and name in outcome.reason
     assert "row 10" in by_name["time-backwards.csv"].reason
 
-    table = (await Artifact.aget(ARTIFACT_KEY)).data
+    table = (await Artifact.aget(artifact_key(cell))).data
     rows = json.loads(table) if isinstance(table, str) else table
     assert {Path(r["file"]).name: r["status"] for r in rows} == {n: f.status for n, f in by_name.items()}
 
@@ -73,7 +82,9 @@ async def test_good_files_are_uploaded_and_broken_ones_reported(client, tmp_path
     assert biologic["Current [A]"].max() > 0, "BioLogic charge-positive current must be stored discharge-positive"
     assert by_name["rpt-ionworks.csv"].rows == synthetic(seed=11).height
 
-    again = await ingest_cycler_data(cell=cell, directory=str(tmp_path), pattern="rpt-*")
+    again = await ingest_cycler_data(cell=cell, directory=str(tmp_path), pattern="rpt-*", return_state=True)
+    assert again.is_completed() and again.name == "Completed"
+    again = await again.result()
     assert {f.status for f in again.files} == {"unchanged"}
     assert {f.measurement_id for f in again.files} == {f.measurement_id for f in report.uploaded}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName, TaskRunFilter
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from ionworks_prefect import InvalidPipelineConfig, IonworksCredentials
@@ -61,12 +61,12 @@ async def test_the_library_flow_runs_trigger_wait_and_fetch_as_three_tasks(clien
 
     _, instance_id = new_instance(client)
     measurement = upload_measurement.fn(synthetic(seed=3), instance_id, "rpt-1C")
-    state = await run_ionworks_pipeline(_pipeline(measurement.id), return_state=True)
-    result = await state.aresult()
+    run_name = unique("run-ionworks-pipeline")
+    result = await run_ionworks_pipeline.with_options(flow_run_name=run_name)(_pipeline(measurement.id))
     assert result.parameter_values[DN] == pytest.approx(TRUE[DN], rel=0.05)
     async with get_client() as prefect:
         (flow_run,) = await prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            name=FlowRunFilterName(any_=[run_name])))
         tasks = await prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
                                              task_run_filter=TaskRunFilter())
     names = sorted(t.name.rsplit("-", 1)[0] for t in tasks)

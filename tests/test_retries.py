@@ -96,16 +96,72 @@ def test_httpx_responses_parse_like_the_client():
     assert isinstance(legacy, IonworksNotFound) and "Pipeline not found" in str(legacy)
 
 
-def test_call_sleeps_retry_after_before_raising(monkeypatch):
+def test_call_retries_in_place_waiting_at_least_retry_after(monkeypatch):
     slept = []
     monkeypatch.setattr("ionworks_prefect._calls.time.sleep", slept.append)
+    answers = iter([_http_error(429, {"Retry-After": "2"}), _http_error(503), "ok"])
 
-    def rate_limited():
-        raise _http_error(429, {"Retry-After": "2"})
+    def flaky():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert call("submit", flaky) == "ok"
+    assert slept[0] == 2.0 and 1.0 <= slept[1] <= 1.5  # Retry-After, then the second backoff step (1 s + jitter)
+
+
+def test_a_request_that_spent_its_retries_is_not_retried_again_by_prefect(monkeypatch):
+    monkeypatch.setattr("ionworks_prefect._calls.time.sleep", lambda _: None)
+    tries = []
+
+    def down():
+        tries.append(1)
+        raise _connection_error()
 
     with pytest.raises(IonworksTransientError) as caught:
-        call("submit", rate_limited)
-    assert slept == [2.0] and isinstance(caught.value.__cause__, IonworksError)
+        call("submit", down)
+    assert len(tries) == 6 and caught.value.attempts == 6  # 1 + the default 5 retries
+    assert "after 6 attempts" in str(caught.value) and not is_retryable(caught.value)
+    assert isinstance(caught.value.__cause__, IonworksError)
+
+
+@pytest.mark.parametrize("raised, kind, says", [
+    (KeyError("id"), IonworksRequestError, "no field 'id'"),
+    (TypeError("'Response' object is not subscriptable"), IonworksRequestError, "not subscriptable"),
+    (ValueError("Authentication required"), IonworksRequestError, "Authentication required"),
+    (requests.exceptions.InvalidSchema("No connection adapters were found for 'htp:/nowhere/pipelines'"),
+     IonworksRequestError, "htp:/nowhere"),
+    (requests.exceptions.JSONDecodeError("Expecting value", "<html>", 0), IonworksRequestError, "not JSON"),
+])
+def test_every_other_client_failure_is_typed_and_tried_once(raised, kind, says):
+    tries = []
+
+    def broken():
+        tries.append(1)
+        raise raised
+
+    with pytest.raises(kind) as caught:
+        call("get pipeline", broken)
+    assert type(caught.value) is kind and says in str(caught.value) and tries == [1]
+    assert not is_retryable(caught.value)
+
+
+def test_a_client_model_rejecting_an_answer_is_a_typed_error():
+    from ionworks.pipeline import PipelineSubmissionResponse
+
+    with pytest.raises(IonworksRequestError, match="Unexpected answer from Ionworks: .* at status"):
+        call("get pipeline", PipelineSubmissionResponse.model_validate, {"id": "p", "name": "x", "status": None})
+
+
+def test_a_client_value_error_about_the_input_takes_the_callers_type():
+    from ionworks_prefect import InvalidSimulationConfig
+
+    def refuse():
+        raise ValueError("Unknown key 'protocl'")
+
+    with pytest.raises(InvalidSimulationConfig, match="submit simulation: Unknown key 'protocl'"):
+        call("submit simulation", refuse, invalid=InvalidSimulationConfig)
 
 
 def test_retry_condition_classifies_the_failed_state():
@@ -170,3 +226,32 @@ def test_async_and_sync_tasks_retry_transient_errors_only(prefect_server):
     first, second, failed = asyncio.run(exercise())
     assert (first, second, failed.is_failed()) == ("ok", "ok", True)
     assert calls == {"async": 3, "sync": 2, "permanent": 1}
+
+
+def test_a_flow_using_the_tasks_pickles_for_the_runners_subprocess():
+    import cloudpickle
+
+    from ionworks_prefect.flows import fleet_refit, nightly_refit
+
+    for flow_object in (nightly_refit, fleet_refit):
+        assert cloudpickle.loads(cloudpickle.dumps(flow_object)).name == flow_object.name
+
+
+def test_every_task_that_takes_credentials_uses_the_shared_policy():
+    """Every Prefect task of the plugin and its flows that can reach Ionworks (it takes ``credentials``)."""
+    import importlib
+    import pkgutil
+
+    from prefect import Task
+
+    import ionworks_prefect
+
+    found = {}
+    for info in pkgutil.walk_packages(ionworks_prefect.__path__, "ionworks_prefect."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, Task) and "credentials" in inspect.signature(value.fn).parameters:
+                found[f"{value.fn.__module__}.{value.fn.__name__}"] = value
+    assert "ionworks_prefect.flows.ingest_cycler_data.resolve_cell" in found and len(found) > 20
+    unshared = [name for name, t in found.items() if t.retry_condition_fn is not retry_on_transient_error]
+    assert unshared == []

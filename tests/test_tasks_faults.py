@@ -57,9 +57,9 @@ def test_429_waits_for_retry_after_before_the_retry(client, proxy, proxied):
     assert _pipelines_with(client, run) == [run.id]
 
 
-@pytest.mark.parametrize("drops", [1, 6])
+@pytest.mark.parametrize("drops", [1, 5])
 def test_dropped_replies_after_the_server_acted_leave_one_pipeline(client, proxy, proxied, drops):
-    """1 drop: the client resends by itself. 6 drops: the client gives up, Prefect retries the task."""
+    """Each lost answer is resent under the one budget (5 retries); the duplicates they made are removed."""
     proxy.inject("POST", r"^/pipelines$", "drop_after_forward", times=drops)
     before = len(proxy.hits_for("POST", r"^/pipelines$"))
     run = _submit(entry_pipeline(unique(f"drop{drops}")), proxied)
@@ -86,8 +86,19 @@ def test_upload_faults_leave_exactly_one_measurement(client, proxy, proxied, fau
 
 def test_status_polls_ride_out_server_errors(proxy, proxied):
     run = _submit(entry_pipeline(unique("poll")), proxied)
-    proxy.inject("GET", rf"^/pipelines/{run.id}$", "503", times=3)
+    seen = len(proxy.hits_for("GET", r"^/pipelines$"))
+    proxy.inject("GET", r"^/pipelines$", "503", times=3)
     schedule = PollSchedule(first=0.05, factor=1.5, ceiling=0.5)
     final = flow(lambda: wait_for_pipeline.submit(run.id, proxied, poll_schedule=schedule).result())()
     assert final.status == "completed"
-    assert [h.outcome for h in proxy.hits_for("GET", rf"^/pipelines/{run.id}$")][:3] == ["503"] * 3
+    assert [h.outcome for h in proxy.hits_for("GET", r"^/pipelines$")][seen:seen + 4] == ["503"] * 3 + ["200"]
+
+
+def test_a_request_that_stays_down_fails_after_its_budget_without_a_task_retry(client, proxy, proxied):
+    """6 lost answers in a row: 1 + 5 tries, then the task fails; Prefect does not start the budget again."""
+    proxy.inject("POST", r"^/pipelines$", "drop_before_forward", times=6)
+    before = len(proxy.hits_for("POST", r"^/pipelines$"))
+    task = submit_pipeline.with_options(cache_policy=NO_CACHE, **QUICK_RETRIES)
+    state = flow(lambda: task(entry_pipeline(unique("down")), proxied, return_state=True))(return_state=True)
+    assert state.is_failed()
+    assert len(proxy.hits_for("POST", r"^/pipelines$")[before:]) == 6

@@ -8,6 +8,7 @@ import re
 import time
 
 import httpx
+import ionworks_schema as iws
 import numpy as np
 import pybamm
 import pytest
@@ -39,14 +40,13 @@ def _result(dn: float, pipeline_id: str = "p-1") -> PipelineResult:
     fit = {"type": "OptimizationResult", "parameter_values": {DN: dn}, "x": [dn], "fun": 0.002, "cost": 0.002}
     validation = {"type": "ValidationResult", "parameter_values": {},
                   "summary_stats": {"1C": {"RMSE": 0.0015}, "0.5C": {"RMSE": 0.0005}}}
+    raw = {"known": {"type": "PassthroughResult", "parameter_values": {"Ambient temperature [K]": 298.15}},
+           "fit": fit, "validate": validation}
     return PipelineResult(
         pipeline_id=pipeline_id,
         parameter_values={"Ambient temperature [K]": 298.15, DP: TRUE[DP], DN: dn, "model": {"type": "SPMe"}},
-        element_results={"known": {"parameter_values": {"Ambient temperature [K]": 298.15}}, "fit": fit,
-                         "validate": validation},
-        elements={"known": ElementSummary(name="known", element_type="Direct Entry"),
-                  "fit": ElementSummary(name="fit", element_type="Data Fit", cost=0.002, parameter_values={DN: dn}),
-                  "validate": ElementSummary(name="validate", element_type="validation")},
+        element_results=raw,
+        elements={name: ElementSummary.from_result(name, iws.from_config(r)) for name, r in raw.items()},
         config=fit_pipeline("db:m-1").to_config(),
         completed_at="2026-11-23T10:00:00+00:00",
     )
@@ -70,7 +70,7 @@ def test_from_pipeline_result_keeps_bounds_costs_and_provenance():
 
 def test_a_result_without_fits_is_refused():
     entry_only = PipelineResult(pipeline_id="p", parameter_values={"x": 1.0}, element_results={"known": {}},
-                                elements={"known": ElementSummary(name="known", element_type="Direct Entry")})
+                                elements={"known": ElementSummary(name="known", result_type="PassthroughResult")})
     with pytest.raises(ParameterSetError, match="no fitted parameters"):
         FittedParameterSet.from_pipeline_result(entry_only)
 
@@ -110,7 +110,7 @@ def test_bpx_export_refuses_parameters_it_would_lose():
     result = _result(5e-14)
     result = result.model_copy(update={"parameter_values": {**result.parameter_values, "SEI resistivity [Ohm.m]": 1.0},
                                        "elements": {**result.elements, "fit": ElementSummary(
-                                           name="fit", element_type="Data Fit",
+                                           name="fit", result_type="OptimizationResult", fitted=True,
                                            parameter_values={"SEI resistivity [Ohm.m]": 1.0})},
                                        "config": None})
     with pytest.raises(ParameterSetError, match="SEI resistivity"):

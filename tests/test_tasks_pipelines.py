@@ -64,7 +64,7 @@ async def test_run_pipeline_fits_and_returns_a_typed_result(client, measurement_
 
     result = await fit_flow()
     assert result.parameter_values[DN] == pytest.approx(TRUE[DN], rel=0.05)
-    assert result.elements["fit"].cost is not None and result.elements["fit"].status == "completed"
+    assert result.elements["fit"].cost is not None and result.elements["fit"].fitted
     assert set(result.fit_elements()) == {"fit"}
     assert result.config["elements"]["fit"]["parameters"][DN]["bounds"] == [1e-14, 1e-13]
     fitted = FittedParameterSet.from_pipeline_result(result, cell="cell-7")

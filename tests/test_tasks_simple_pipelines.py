@@ -36,7 +36,7 @@ async def test_run_simple_pipeline_fits(data_ref):
 
     result = await simple_fit()
     assert result.parameter_values[DN] == pytest.approx(TRUE[DN], rel=0.05)
-    assert set(result.element_results) == {"fit"} and result.elements["fit"].status == "completed"
+    assert set(result.element_results) == {"fit"} and result.elements["fit"].fitted
 
 
 async def test_submit_reattaches_and_wait_returns_the_result(client, data_ref):

@@ -18,8 +18,9 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import acreate_table_artifact
 from pydantic import BaseModel
 
-from ._mapping import results_or_reasons
 from ionworks_prefect import ConvertedProtocol, convert_protocol, validate_protocol
+
+from ._mapping import results_or_reasons
 
 ARTIFACT_KEY = "protocol-conversion"
 

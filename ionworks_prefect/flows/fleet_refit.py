@@ -3,8 +3,9 @@
 Recipe: create the fleet's limits if absent (``ensure_fleet_limits``) -> list the specification's cells -> run
 ``nightly_refit`` for each as a subflow named ``refit <specification>/<instance>`` and tagged
 ``cell:<specification>/<instance>``, at most ``fleet_concurrency`` at a time (a Prefect global concurrency
-limit, so several fleet runs share it) and with every Ionworks task run taking a slot of the Ionworks rate
-limit -> publish ``fleet-<specification>`` with one row per cell. One cell's failure does not stop the others;
+limit, so several fleet runs share it), each cell first taking ``requests_per_cell`` slots of the Ionworks rate
+limit (about the requests a cell's refit makes), so many cells never exceed the API's rate -> publish
+``fleet-<specification>`` with one row per cell. One cell's failure does not stop the others;
 the fleet run ends Failed naming the cells that failed, after the view is published.
 
 Example:
@@ -22,7 +23,7 @@ import asyncio
 from typing import Literal, Optional
 
 from prefect import flow, get_run_logger, tags
-from prefect.concurrency.asyncio import concurrency
+from prefect.concurrency.asyncio import concurrency, rate_limit
 from pydantic import BaseModel
 
 from ionworks_prefect.cell_tests import CellIdentity, list_cells
@@ -116,16 +117,21 @@ async def fleet_refit(
     local = asyncio.Semaphore(settings.fleet_concurrency)  # waiters queue here, not in Prefect's limit service
 
     async def refit(cell: CellIdentity) -> tuple[CellIdentity, object]:
-        async with local, concurrency(fleet_limit, occupy=1, strict=True):
-            with tags(f"cell:{cell.label}"):
-                state = await nightly_refit(
-                    cell={"specification": cell.specification_name, "instance": cell.instance_name},
-                    parameters=parameters, pipeline_file=pipeline_file, model=model,
-                    drift_threshold=drift_threshold, drift_thresholds=drift_thresholds,
-                    rmse_threshold_mv=rmse_threshold_mv, credentials=credentials,
-                    max_wait_seconds=max_wait_seconds, fleet_summary=False, rate_limit=api_limit,
-                    return_state=True)
-        return cell, await state.aresult(raise_on_failure=False)
+        try:
+            async with local, concurrency(fleet_limit, occupy=1, strict=True):
+                await rate_limit(api_limit, occupy=settings.requests_per_cell, strict=True)
+                with tags(f"cell:{cell.label}"):
+                    state = await nightly_refit(
+                        cell={"specification": cell.specification_name, "instance": cell.instance_name},
+                        parameters=parameters, pipeline_file=pipeline_file, model=model,
+                        drift_threshold=drift_threshold, drift_thresholds=drift_thresholds,
+                        rmse_threshold_mv=rmse_threshold_mv, credentials=credentials,
+                        max_wait_seconds=max_wait_seconds, fleet_summary=False,
+                        return_state=True)
+            return cell, await state.aresult(raise_on_failure=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. the Prefect API refusing the subflow: that cell failed
+            logger.error("Refit of %s could not run: %s", cell.label, exc)
+            return cell, exc
 
     rows, outcomes = {}, []
     for cell, result in await asyncio.gather(*(refit(c) for c in cells)):
@@ -138,7 +144,7 @@ async def fleet_refit(
             reason = str(result) or type(result).__name__
             rows[cell.instance_name] = failed_row(cell.instance_name, reason)
             outcomes.append(CellOutcome(cell=cell.label, status="failed", reason=reason))
-    key = publish_fleet_summary(cells[0].specification_name if cells else specification, rows, replace=True)
+    key = await publish_fleet_summary(cells[0].specification_name if cells else specification, rows, replace=True)
     report = FleetRefit(specification=specification, cells=outcomes, artifact_key=key)
     if report.failed:
         raise FleetRefitFailed(f"{len(report.failed)} of {len(cells)} cell(s) of {specification} failed: "

@@ -1,11 +1,15 @@
-"""Ingest cycler files: read, validate and upload each as a measurement of one cell; optionally refit.
+"""Ingest cycler files: read, check and upload each as a measurement of one cell; optionally refit.
 
 Files come by name (``files``; the ``ionworks.cycler.file_arrived`` trigger passes the event's path) or
-from a directory (``directory`` + ``pattern``). Cycler exports are read by ionworksdata (Maccor, Neware,
-Arbin, BioLogic, Novonix, BaSyTec, ...), Ionworks-style CSV and parquet by polars. Uploads run in
-parallel; a file that cannot be read or fails validation is reported with its reason in the
-``ingest-cycler-data`` table artifact and does not stop the others. The run fails only when no file
-was ingested at all.
+from a directory (``directory`` + ``pattern``). Formats are detected per file, or chosen with ``reader``
+(one name, or glob pattern -> name); see :mod:`ionworks_prefect.cycler_files`. Uploads run in parallel; a
+file that cannot be read or fails a check is reported with its reason in the ``ingest-<cell>`` table
+artifact and does not stop the others.
+
+Final state: ``Completed`` when every file was ingested; ``Completed`` named ``Partially ingested``, with a
+message counting the failed files, when some were; ``Failed`` (:class:`IngestFailed`) when none was. A partial
+ingest is not a failure because the measurements it stored are usable (and a refit may follow), but its
+name shows in the flow-run list and its message says how many files need attention.
 
 Example:
     >>> asyncio.run(ingest_cycler_data(directory="/lab/drop/cell-7", cell="1c4f...", refit=True))
@@ -14,23 +18,28 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
+from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from ._mapping import results_or_reasons
 from ionworks_prefect import CellTarget, IonworksPrefectError, UploadedMeasurement, upload_measurement
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.measurements import resolve_cell_instance
+from ionworks_prefect.retries import ionworks_task
 
-ARTIFACT_KEY = "ingest-cycler-data"
+from ._mapping import results_or_reasons
+
+ARTIFACT_PREFIX = "ingest-"
+PARTIAL_STATE_NAME = "Partially ingested"
 
 
 class IngestFailed(IonworksPrefectError):
@@ -64,6 +73,23 @@ class IngestReport(BaseModel):
         return [f for f in self.files if f.status == "failed"]
 
 
+def artifact_key(cell: Union[str, CellTarget, Mapping[str, Any]]) -> str:
+    """The report artifact's key for a cell: ``ingest-<specification>-<instance>`` or ``ingest-<instance id>``.
+
+    Example:
+        >>> artifact_key(CellTarget(specification="NMC811 21700", instance="cell-7"))
+        'ingest-nmc811-21700-cell-7'
+    """
+    if isinstance(cell, Mapping):
+        cell = CellTarget(**cell)
+    if isinstance(cell, CellTarget):
+        spec = cell.specification if isinstance(cell.specification, str) else cell.specification.get("name", "")
+        label = f"{spec}-{cell.instance}"
+    else:
+        label = cell
+    return ARTIFACT_PREFIX + (re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "cell")
+
+
 def collect_files(files: Union[str, list[str], None], directory: Optional[str], pattern: str) -> list[Path]:
     """The files to ingest: those named, plus the non-hidden files in ``directory`` matching ``pattern``.
 
@@ -79,9 +105,24 @@ def collect_files(files: Union[str, list[str], None], directory: Optional[str], 
     return list(dict.fromkeys(paths))
 
 
-@task(name="Resolve cell instance", cache_policy=NO_CACHE)
+@ionworks_task(name="Resolve cell instance", description="The cell instance id, created on first use.")
 def resolve_cell(cell: Union[str, CellTarget], credentials: Optional[str] = None) -> str:
-    """The cell instance id; a ``CellTarget`` is created on first use. Done once, before parallel uploads."""
+    """The cell instance id; a ``CellTarget`` is created on first use. Done once, before parallel uploads.
+
+    Args:
+        cell: A cell instance id, or a :class:`CellTarget` naming specification and instance.
+        credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
+
+    Returns:
+        The cell instance id.
+
+    Raises:
+        InvalidResourceId: ``cell`` is an empty id.
+        IonworksRequestError: Ionworks refused the lookup or the creation.
+
+    Examples:
+        >>> instance_id = resolve_cell(CellTarget(specification="NMC811 21700", instance="cell-7"))
+    """
     return resolve_cell_instance(resolve_credentials(credentials).get_client(), cell)
 
 
@@ -110,12 +151,15 @@ async def ingest_cycler_data(
     files: Union[str, list[str], None] = None,
     directory: Optional[str] = None,
     pattern: str = "*",
+    reader: Union[str, dict[str, str], None] = None,
+    rated_capacity: Optional[float] = None,
+    voltage_window: Optional[tuple[float, float]] = None,
     refit: bool = False,
     refit_deployment: Optional[str] = None,
     credentials: Optional[str] = None,
     tags: Optional[list[str]] = None,
     start_time: Optional[datetime] = None,
-) -> IngestReport:
+) -> Union[IngestReport, State]:
     """Upload cycler files for ``cell`` (instance id or ``{"specification", "instance"}``).
 
     With ``refit``, a refit follows when at least one new measurement was stored: the deployment
@@ -123,9 +167,32 @@ async def ingest_cycler_data(
     one, the ``nightly_refit`` flow runs here as a subflow. ``tags`` (e.g. ``["rpt:RPT 3", "efc:300"]``) and
     ``start_time`` are given to every uploaded measurement, so the files of one check-up form one test.
 
-    Example:
+    Args:
+        cell: the cell instance id, or its specification and instance names (created on first use).
+        files: file paths to ingest (one path or a list).
+        directory: a directory whose non-hidden files matching ``pattern`` are ingested too.
+        pattern: glob pattern within ``directory``.
+        reader: a reader name for every file, or glob pattern -> reader name (``{"*.csv": "arbin"}``);
+            files no pattern matches are detected.
+        rated_capacity: the cell's capacity in A.h, bounding the plausible current.
+        voltage_window: the cell's ``(V_min, V_max)``, bounding the plausible voltage (else 0-6 V).
+        refit: start a refit when new measurements were stored.
+        refit_deployment: the refit deployment to start instead of running the refit here.
+        credentials: the name of an ``IonworksCredentials`` block; None reads the ``IONWORKS_*`` variables.
+        tags: tags for every uploaded measurement, e.g. ``["rpt:RPT 3", "efc:300"]`` (one test of the cell).
+        start_time: when the test ran, for every uploaded measurement.
+
+    Returns:
+        The :class:`IngestReport` (also the run's result when some files failed, under the ``Partially
+        ingested`` state).
+
+    Raises:
+        IngestFailed: no file could be ingested; the message names every file and its reason.
+
+    Examples:
         >>> report = await ingest_cycler_data(cell="1c4f...", files=["rpt-0.mpt", "rpt-1.mpt"])
         >>> [f.reason for f in report.failed]
+        >>> await ingest_cycler_data(cell="1c4f...", directory="/lab/drop", reader={"*_CH*.csv": "arbin"})
     """
     logger = get_run_logger()
     paths = collect_files(files, directory, pattern)
@@ -133,19 +200,27 @@ async def ingest_cycler_data(
         logger.info("No cycler files to ingest")
         return IngestReport(files=[])
     instance_id = resolve_cell(cell, credentials)
-    futures = upload_measurement.map(paths, unmapped(instance_id), credentials=unmapped(credentials),
-                                     tags=unmapped(tags), start_time=unmapped(start_time))
+    futures = upload_measurement.map(
+        paths, unmapped(instance_id), credentials=unmapped(credentials), reader=unmapped(reader),
+        rated_capacity=unmapped(rated_capacity), voltage_window=unmapped(voltage_window), tags=unmapped(tags),
+        start_time=unmapped(start_time))
     settled = await asyncio.to_thread(results_or_reasons, futures)
     outcomes = [_outcome(path, *result) for path, result in zip(paths, settled, strict=False)]
     for outcome in outcomes:
         if outcome.status == "failed":
             logger.warning("Could not ingest %s: %s", outcome.file, outcome.reason)
-    await acreate_table_artifact([o.model_dump() for o in outcomes], key=ARTIFACT_KEY,
-                                 description=f"Cycler files for cell {instance_id}: uploaded, unchanged or failed")
     report = IngestReport(files=outcomes)
-    if not any(o.status != "failed" for o in outcomes):
+    failed = len(report.failed)
+    await acreate_table_artifact(
+        [o.model_dump() for o in outcomes], key=artifact_key(cell),
+        description=f"Cycler files for cell {instance_id}: {len(outcomes) - failed} ingested, {failed} failed")
+    if failed == len(outcomes):
         raise IngestFailed(f"None of {len(outcomes)} cycler file(s) could be ingested: "
                            + "; ".join(f"{Path(o.file).name}: {o.reason}" for o in outcomes))
     if refit and report.uploaded:
         report.refit_flow_run_id = await _start_refit(cell, refit_deployment, credentials)
+    if failed:
+        return Completed(data=report, name=PARTIAL_STATE_NAME,
+                         message=f"{failed} of {len(outcomes)} cycler file(s) could not be ingested: "
+                                 + ", ".join(Path(o.file).name for o in report.failed))
     return report

@@ -40,17 +40,18 @@ from ionworks_prefect import (
     run_pipeline,
 )
 from ionworks_prefect.artifacts import publish_unchanged
-from ionworks_prefect.cell_tests import (
-    CellIdentity,
-    CellTest,
-    cell_label,
-    gather_cell_tests,
-    identify_cell,
-)
+from ionworks_prefect.cell_tests import CellIdentity, CellTest, cell_label, find_cell, read_cell_tests
 from ionworks_prefect.credentials import resolve_credentials
 from ionworks_prefect.events import emit_fit_verdict, slug
 from ionworks_prefect.fleet import fleet_row, publish_fleet_summary
-from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, list_fit_records, read_fitted_sets
+from ionworks_prefect.history import (
+    FitRecord,
+    fit_key,
+    fit_marker,
+    latest_per_test,
+    list_fit_records,
+    read_fitted_sets,
+)
 from ionworks_prefect.pipelines import read_result
 from ionworks_prefect.refit_pipeline import (
     KINETIC_DRIFT_THRESHOLDS,
@@ -63,7 +64,8 @@ from ionworks_prefect.refit_pipeline import (
     refit_recipe,
     with_validation,
 )
-from ionworks_prefect.retries import ionworks_task, rate_limited
+from ionworks_prefect.reports import warm_up_plotting
+from ionworks_prefect.retries import ionworks_task
 from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
 JOINT_TEST = "all tests (joint fit)"
@@ -115,31 +117,67 @@ def joint_test(tests: list[CellTest]) -> CellTest:
                     equivalent_full_cycles=max(cycles) if cycles else None)
 
 
-@ionworks_task(name="Read refit history",
-               description="The cell's per-test refit pipelines in Ionworks, and which tests are fitted already.")
-def fitted_keys(cell_instance_id: str, credentials: Optional[str] = None) -> dict[str, str]:
-    """Fit key -> pipeline id of every successful refit of the cell (the tests already fitted)."""
+class RefitState(BaseModel):
+    """What decides a night's refit: the cell, its tests, and the refit pipelines Ionworks holds for it."""
+
+    cell: CellIdentity
+    tests: list[CellTest]
+    records: list[FitRecord] = Field(description="The cell's refit pipelines, newest first.")
+
+    @property
+    def done(self) -> dict[str, str]:
+        """Fit key -> pipeline id of every successful refit (the tests already fitted)."""
+        return {r.fit_key: r.pipeline_id for r in self.records if r.succeeded}
+
+
+# The flow's own tasks are async, their blocking client calls in a worker thread: in an async flow an async task
+# costs a few ms of orchestration where a sync one costs 50-100 ms, and a fleet's cells share one event loop.
+
+
+@ionworks_task(name="Read refit state", description="The cell, its tests and the refit pipelines Ionworks holds.")
+async def read_refit_state(cell: Union[str, CellTarget], credentials: Optional[str] = None) -> RefitState:
+    """The cell's identity, its reference performance tests and its refit pipelines, in one task.
+
+    Raises :class:`NoMeasurements` when the cell does not exist or has no processed time series.
+    """
+    return await asyncio.to_thread(_read_refit_state, cell, credentials)
+
+
+def _read_refit_state(cell: Union[str, CellTarget], credentials: Optional[str]) -> RefitState:
     client = resolve_credentials(credentials).get_client()
-    return {r.fit_key: r.pipeline_id for r in list_fit_records(client, cell_instance_id) if r.succeeded}
+    identity = find_cell(client, cell)
+    if identity is None:
+        raise NoMeasurements(f"No cell {cell_label(cell)!r} in Ionworks, so no measurement to fit")
+    tests = read_cell_tests(client, identity.instance_id)
+    if not tests:
+        raise NoMeasurements(f"No processed time-series measurement found for {identity.label!r}")
+    return RefitState(cell=identity, tests=tests, records=list_fit_records(client, identity.instance_id))
 
 
 @ionworks_task(name="Read fitted history", description="The fitted set of every test of the cell, oldest first.")
-def fitted_history(cell_instance_id: str, label: str, known: dict[str, FittedParameterSet],
-                   credentials: Optional[str] = None) -> list[FittedParameterSet]:
-    """The newest successful fit of each test, read from Ionworks (``known`` sets by pipeline id are reused)."""
-    client = resolve_credentials(credentials).get_client()
-    return read_fitted_sets(client, latest_per_test(list_fit_records(client, cell_instance_id)), label, known)
+async def fitted_history(cell_instance_id: str, label: str, known: dict[str, FittedParameterSet],
+                         records: Optional[list[FitRecord]] = None, credentials: Optional[str] = None
+                         ) -> list[FittedParameterSet]:
+    """The newest successful fit of each test (``records``, else listed again), read from Ionworks; ``known`` sets
+    by pipeline id are reused."""
+    def read() -> list[FittedParameterSet]:
+        client = resolve_credentials(credentials).get_client()
+        listed = records if records is not None else list_fit_records(client, cell_instance_id)
+        return read_fitted_sets(client, latest_per_test(listed), label, known)
+
+    return await asyncio.to_thread(read)
 
 
 @ionworks_task(name="Read fitted set", description="One finished refit pipeline's fitted parameter set.")
-def read_fitted_set(pipeline_id: str, label: str, credentials: Optional[str] = None) -> FittedParameterSet:
+async def read_fitted_set(pipeline_id: str, label: str, credentials: Optional[str] = None) -> FittedParameterSet:
     """The fitted set of one refit pipeline."""
     client = resolve_credentials(credentials).get_client()
-    return FittedParameterSet.from_pipeline_result(read_result(client, pipeline_id), cell=label)
+    result = await acall("fetch pipeline result", read_result, client, pipeline_id)
+    return FittedParameterSet.from_pipeline_result(result, cell=label)
 
 
 @task(name="Judge fits", cache_policy=NO_CACHE)
-def judge_fits(history: list[FittedParameterSet], new_pipeline_ids: list[str], cell_instance_id: str,
+async def judge_fits(history: list[FittedParameterSet], new_pipeline_ids: list[str], cell_instance_id: str,
                rules: dict[str, Any]) -> list[FitVerdict]:
     """A verdict for each new fit against the history before it; emits the degraded and drifted events."""
     verdicts = []
@@ -152,13 +190,17 @@ def judge_fits(history: list[FittedParameterSet], new_pipeline_ids: list[str], c
 
 
 @task(name="Write parameter files", cache_policy=NO_CACHE)
-def write_parameter_files(fitted: FittedParameterSet, output_dir: str, model: str) -> list[str]:
+async def write_parameter_files(fitted: FittedParameterSet, output_dir: str, model: str) -> list[str]:
     """Write the set as JSON and, where BPX can hold every fitted parameter, as BPX.
 
     Example:
-        >>> write_parameter_files(fitted, "out", "SPMe")
+        >>> await write_parameter_files(fitted, "out", "SPMe")
         ['out/nmc811-cell-7.json', 'out/nmc811-cell-7.bpx.json']
     """
+    return await asyncio.to_thread(_write_parameter_files, fitted, output_dir, model)
+
+
+def _write_parameter_files(fitted: FittedParameterSet, output_dir: str, model: str) -> list[str]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / slug(fitted.cell or fitted.pipeline_id)
@@ -202,8 +244,12 @@ async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, st
     """
     fitted: dict[str, FittedParameterSet] = {}
     failures: list[str] = []
+    plotting = None
 
     async def attempt(batch: list[CellTest], batch_recipe: dict, ocp_knots: Optional[dict[str, float]]) -> None:
+        nonlocal plotting
+        if batch and plotting is None:  # the report's plots need matplotlib: import it while Ionworks fits
+            plotting = asyncio.get_running_loop().run_in_executor(None, warm_up_plotting)
         outcomes = await asyncio.gather(*(_fit(t, batch_recipe, {**build, "ocp_knots": ocp_knots}, label, credentials,
                                                max_wait_seconds) for t in batch), return_exceptions=True)
         for test, outcome in zip(batch, outcomes, strict=True):
@@ -230,7 +276,7 @@ async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, st
     later_recipe = {**recipe, "ocp_from": baseline_id}
     later_todo = [t for t in later if fit_key(t, later_recipe) not in done]
     if later_todo:
-        baseline = fitted.get(baseline_id) or read_fitted_set(baseline_id, label, credentials)
+        baseline = fitted.get(baseline_id) or await read_fitted_set(baseline_id, label, credentials)
         await attempt(later_todo, later_recipe, {p.name: p.value for p in baseline.parameters if p.curve})
     return fitted, failures, due + len(later_todo)
 
@@ -250,7 +296,6 @@ async def nightly_refit(
     credentials: Optional[str] = None,
     max_wait_seconds: float = 3600.0,
     fleet_summary: bool = True,
-    rate_limit: Optional[str] = None,
 ) -> CellRefit:
     """Refit the tests of one cell that have no fit yet, and publish the cell's fitted trajectory.
 
@@ -269,7 +314,6 @@ async def nightly_refit(
         max_wait_seconds: How long to wait for each refit pipeline.
         fleet_summary: Update the cell's row of the ``fleet-<specification>`` view (a fleet refit publishes the
             whole view once instead).
-        rate_limit: A Prefect rate limit every Ionworks task run takes a slot of (a fleet refit sets it).
 
     Returns:
         A :class:`CellRefit`: the cell, the newest test's fitted set and verdict, and how many fits were new.
@@ -295,40 +339,35 @@ async def nightly_refit(
         ```
     """
     logger = get_run_logger()
-    identity = identify_cell(cell, credentials)
-    if identity is None:
-        raise NoMeasurements(f"No cell {cell_label(cell)!r} in Ionworks, so no measurement to fit")
-    label = identity.label
-    with rate_limited(rate_limit):
-        tests = gather_cell_tests(identity.instance_id, credentials)
-        if not tests:
-            raise NoMeasurements(f"No processed time-series measurement found for {label!r}")
-        if joint:
-            tests = [joint_test(tests)]
-        build = {"parameters": parameters, "pipeline_file": pipeline_file, "model": model}
-        fitted, failures, due = await _fit_new_tests(tests, refit_recipe(parameters, pipeline_file, model),
-                                                     fitted_keys(identity.instance_id, credentials), build, label,
-                                                     credentials, max_wait_seconds)
-        logger.info("%s: %d new fit(s), %d failed, of %d test(s)%s", label, len(fitted), len(failures), len(tests),
-                    "" if due else "; nothing submitted")
-        history = fitted_history(identity.instance_id, label, fitted, credentials)
-        if not history:
-            raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
-        default_limits = KINETIC_DRIFT_THRESHOLDS if not (parameters or pipeline_file) else {}
-        rules = {"drift_threshold": drift_threshold, "rmse_threshold_mv": rmse_threshold_mv,
-                 "drift_thresholds": {**default_limits, **(drift_thresholds or {})}}
-        judged = judge_fits(history, list(fitted), identity.instance_id, rules)
-        newest = history[-1]
-        verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(history, **rules)
-        if fitted:
-            publish_parameter_set(newest, credentials, history=history[:-1], image_dir=output_dir, **rules)
-            if output_dir:
-                write_parameter_files(newest, output_dir, model)
-        else:
-            publish_unchanged(newest)
-        if fleet_summary:
-            publish_fleet_summary(identity.specification_name,
-                                  {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
+    state = await read_refit_state(cell, credentials)
+    identity, label = state.cell, state.cell.label
+    tests = [joint_test(state.tests)] if joint else state.tests
+    build = {"parameters": parameters, "pipeline_file": pipeline_file, "model": model}
+    default_limits = KINETIC_DRIFT_THRESHOLDS if not (parameters or pipeline_file) else {}
+    rules = {"drift_threshold": drift_threshold, "rmse_threshold_mv": rmse_threshold_mv,
+             "drift_thresholds": {**default_limits, **(drift_thresholds or {})}}
+    fitted, failures, due = await _fit_new_tests(tests, refit_recipe(parameters, pipeline_file, model),
+                                                 state.done, build, label, credentials, max_wait_seconds)
+    if not due:
+        logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
+        history = await fitted_history(identity.instance_id, label, {}, state.records, credentials)
+        await publish_unchanged(history[-1])
+        return CellRefit(cell=identity, fitted=history[-1], verdict=assess_fit(history, **rules), new_fits=0,
+                         tests=len(history))
+    logger.info("%s: %d new fit(s), %d failed, of %d test(s)", label, len(fitted), len(failures), len(tests))
+    history = await fitted_history(identity.instance_id, label, fitted, credentials=credentials)
+    if not history:
+        raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
+    judged = await judge_fits(history, list(fitted), identity.instance_id, rules)
+    newest = history[-1]
+    verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(history, **rules)
+    if fitted:
+        publish_parameter_set(newest, credentials, history=history[:-1], image_dir=output_dir, **rules)
+        if output_dir:
+            await write_parameter_files(newest, output_dir, model)
+    if fleet_summary:
+        await publish_fleet_summary(identity.specification_name,
+                              {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
     if failures:
         raise RefitFailed(f"{len(failures)} of {due} test(s) of {label} could not be fitted: "
                           + "; ".join(failures))

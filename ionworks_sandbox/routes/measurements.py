@@ -267,8 +267,20 @@ def list_by_instance(
 
 
 @router.get("/cell_measurements/{measurement_id}")
-def get_measurement(measurement_id: str, caller: Caller, store: Records) -> dict[str, Any]:
-    return _measurement(store, caller, measurement_id)
+def get_measurement(
+    measurement_id: str, caller: Caller, store: Records, include_steps: bool = True, include_time_series: bool = True
+) -> dict[str, Any]:
+    """The record; while processing is in flight only without steps and time series, as the platform answers
+    (the client's ``wait_for_processing`` reads ``?include_steps=false&include_time_series=false`` for that)."""
+    record = _measurement(store, caller, measurement_id)
+    if record.get("processing_status") in ("pending", "running") and (include_steps or include_time_series):
+        raise ApiError(
+            409,
+            "NOT_READY",
+            f"Cell measurement '{measurement_id}' is still processing ({record['processing_status']}); read it with "
+            "include_steps=false&include_time_series=false until it is ready",
+        )
+    return record
 
 
 def _ready(record: dict[str, Any]) -> None:

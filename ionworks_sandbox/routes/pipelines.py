@@ -11,7 +11,7 @@ from ..handlers import PIPELINE
 from ..query import filter_records, order_and_page
 from .deps import Caller, Objects, Records, owned, project_of
 from .jobs import Runner, element_job_id
-from .submissions import ELEMENT_LABELS, check_elements, job_state, require_job_output, resolve_measurements
+from .submissions import ELEMENT_LABELS, check_elements, job_status, require_job_output, resolve_measurements
 
 router = APIRouter()
 _FILTERS = ("id", "name", "description", "status", "created_by_email", "created_at", "updated_at")
@@ -19,8 +19,7 @@ _ELEMENTS_WITH_JOBS = {"data_fit", "array_data_fit", "validation"}
 
 
 def _view(record: dict[str, Any], runner: Runner) -> dict[str, Any]:
-    state = job_state(runner, record["job_id"])
-    state.pop("job")
+    state = job_status(runner, record["job_id"])
     state.pop("error_code")
     return {**{k: v for k, v in record.items() if k != "config"}, **state}
 

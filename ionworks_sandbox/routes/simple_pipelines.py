@@ -11,7 +11,7 @@ from ..handlers import PIPELINE
 from ..query import filter_records, order_and_page
 from .deps import Caller, Objects, Records, owned, project_of
 from .jobs import Runner
-from .submissions import check_elements, job_state, resolve_measurements
+from .submissions import check_elements, job_state, job_status, resolve_measurements
 
 router = APIRouter()
 _FILTERS = ("name", "description", "status", "created_by_email", "created_at", "updated_at")
@@ -89,9 +89,11 @@ def list_simple_pipelines(
     order: str | None = None,
 ) -> dict[str, Any]:
     project = project_of(store, caller, project_id)
-    views = [_view(r, runner) for r in store.list("simple_pipeline", org_id=caller.org_id, project_id=project["id"])]
+    records = store.list("simple_pipeline", org_id=caller.org_id, project_id=project["id"])
+    # Filter on the status fields alone; only the page's records read their job's result.
+    views = [{**r, **job_status(runner, r["job_id"])} for r in records]
     views = filter_records(views, dict(request.query_params), _FILTERS)
-    page = order_and_page(views, order_by, order, offset, limit)
+    page = [_view(r, runner) for r in order_and_page(views, order_by, order, offset, limit)]
     return {"items": page, "count": len(page), "total": len(views)}
 
 

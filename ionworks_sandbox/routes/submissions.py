@@ -91,6 +91,22 @@ def job_state(runner: JobRunner, job_id: str) -> dict[str, Any]:
     }
 
 
+#: Status fields of finished jobs by id: a finished job's status never changes, and its stored output (tens of
+#: kB for a fit) makes decoding it the whole cost of listing hundreds of pipelines.
+_finished_states: dict[str, dict[str, Any]] = {}
+
+
+def job_status(runner: JobRunner, job_id: str) -> dict[str, Any]:
+    """:func:`job_state` without the job record; a finished job's is remembered, so listings stay cheap."""
+    known = _finished_states.get(job_id)
+    if known is None:
+        known = job_state(runner, job_id)
+        del known["job"]
+        if known["is_terminal"]:
+            _finished_states[job_id] = known
+    return dict(known)
+
+
 def require_job_output(runner: JobRunner, job_id: str, kind: str, id_: str) -> dict[str, Any]:
     """The finished job's output, or 400 saying the run is not completed."""
     job = runner.get(job_id)

@@ -1,0 +1,190 @@
+"""Ingest speed: a cycler CSV to a ready measurement on a local sandbox, against a polars read + parquet write.
+
+For each size, a cycler CSV is written (1 s sampling; rest, 1 A discharge, rest, 1 A charge, 2,000 rows per
+step; time, current, voltage, temperature, step and cycle counts). Then, each in a fresh process so peak
+memory is its own:
+
+- baseline: ``pl.read_csv(file).write_parquet(...)``;
+- ingest: ``upload_measurement`` of the file to a new cell on a sandbox started here
+  (``ionworks_prefect.local_sandbox.LocalSandbox``), until the measurement is ready.
+
+Each side runs three times, interleaved (baseline, ingest, baseline, ...), each run in a fresh process that first
+warms up on a small file (imports, thread pools); medians are compared, and the ratio of each pair is printed.
+Printed: the time ratio (goal <= 1.5x), each process's peak RSS growth over the parquet file's size (goal <= 4x,
+client and sandbox), and where the ingest's time goes on each side.
+
+Usage:
+    python benchmarks/ingest_speed.py                      # 1,000,000 and 5,000,000 rows
+    python benchmarks/ingest_speed.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+STEP_ROWS = 2_000
+
+
+def cycler_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """A plausible Ionworks-style cycler export: discharge current positive, voltage following the current."""
+    rng = np.random.default_rng(seed)
+    step = np.arange(rows) // STEP_ROWS
+    kind = step % 4  # rest, discharge, rest, charge
+    position = (np.arange(rows) % STEP_ROWS) / STEP_ROWS
+    voltage = np.choose(kind, [np.full(rows, 4.05), 4.0 - 0.8 * position, np.full(rows, 3.15), 3.2 + 0.8 * position])
+    pl.DataFrame({
+        "Time [s]": np.arange(rows, dtype=float),
+        "Current [A]": np.choose(kind, [0.0, 1.0, 0.0, -1.0]),
+        "Voltage [V]": voltage + rng.normal(0.0, 5e-4, rows),
+        "Temperature [degC]": 25.0 + rng.normal(0.0, 0.1, rows),
+        "Step count": step,
+        "Cycle count": step // 4,
+    }).write_csv(path)
+
+
+def _kib(field: str, pid: str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak(pid: str = "self") -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+
+
+REPEATS = 3
+
+
+def _baseline(csv: str, parquet: str, warm_up: str) -> dict:
+    pl.read_csv(warm_up).write_parquet(parquet)
+    _reset_peak()
+    before = _kib("VmRSS")
+    started = time.perf_counter()
+    pl.read_csv(csv).write_parquet(parquet)
+    return {"seconds": time.perf_counter() - started, "peak_kib": _kib("VmHWM") - before}
+
+
+def _ingest(csv: str, env: dict[str, str], warm_up: str) -> dict:
+    os.environ.update(env)
+    from ionworks import Ionworks
+
+    from ionworks_prefect import CellTarget
+    from ionworks_prefect.measurement_checks import check_measurement
+    from ionworks_prefect.measurement_data import frame_digest, load_measurement
+    from ionworks_prefect.measurements import store_measurement
+
+    client = Ionworks()
+    target = CellTarget(specification=f"bench-{os.getpid()}-{time.time_ns()}", instance="cell")
+    store_measurement(client, warm_up, target, "warm-up")  # imports, thread pools, the cell itself
+    _reset_peak()
+    before = _kib("VmRSS")
+    started = time.perf_counter()
+    uploaded = store_measurement(client, csv, target, "bench")
+    seconds = time.perf_counter() - started
+    peak = _kib("VmHWM") - before
+    record = client.cell_measurement.get(uploaded.id)
+    assert record.processing_status == "ready" and record.row_count == uploaded.row_count, record
+    parts = {}
+    t = time.perf_counter()
+    frame, _ = load_measurement(csv)
+    parts["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    check_measurement(frame)
+    parts["checks (sanity + client rules)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    frame_digest(frame)
+    parts["digest"] = time.perf_counter() - t
+    parts["the rest (staging as parquet, upload, server processing, wait)"] = seconds - sum(parts.values())
+    return {"seconds": seconds, "peak_kib": peak, "rows": uploaded.row_count, "parts": parts}
+
+
+def _server_parts(parquet: Path) -> dict[str, float]:
+    """The sandbox's processing steps timed in this process on the same parquet file."""
+    from ionworks_sandbox.measurement_processing import cycle_table, data_digest, derive_steps, read_time_series
+
+    parts = {}
+    t = time.perf_counter()
+    frame = read_time_series(parquet)
+    parts["read + check"] = time.perf_counter() - t
+    t = time.perf_counter()
+    steps = derive_steps(frame)
+    parts["derive steps (ionworksdata)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cycle_table(steps)
+    parts["cycles"] = time.perf_counter() - t
+    t = time.perf_counter()
+    data_digest(frame)
+    parts["digest"] = time.perf_counter() - t
+    return parts
+
+
+def _fresh(fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return sorted(run[key] for run in runs)[len(runs) // 2]
+
+
+def report(rows: int, work: Path, bases: list[dict], ingests: list[dict], server_peak_kib: int) -> None:
+    csv, parquet = work / f"cycler-{rows}.csv", work / f"cycler-{rows}.parquet"
+    size_kib = parquet.stat().st_size / 1024
+    ratios = sorted(i["seconds"] / b["seconds"] for b, i in zip(bases, ingests))
+    base = {"seconds": _median(bases, "seconds"), "peak_kib": max(b["peak_kib"] for b in bases)}
+    ingest = {"seconds": _median(ingests, "seconds"), "peak_kib": max(i["peak_kib"] for i in ingests),
+              "parts": {k: sorted(i["parts"][k] for i in ingests)[len(ingests) // 2] for k in ingests[0]["parts"]}}
+    print(f"\n{rows:,} rows: CSV {csv.stat().st_size / 2**20:.0f} MiB, parquet {size_kib / 1024:.1f} MiB")
+    print(f"  baseline (polars read + parquet write), median of {REPEATS}: {base['seconds']:.2f} s, "
+          f"peak RSS +{base['peak_kib'] / 1024:.0f} MiB")
+    print(f"  ingest to ready measurement, median of {REPEATS}: {ingest['seconds']:.2f} s, client peak RSS "
+          f"+{ingest['peak_kib'] / 1024:.0f} MiB, sandbox +{server_peak_kib / 1024:.0f} MiB")
+    print(f"  ratio ingest / baseline: {ingest['seconds'] / base['seconds']:.2f}x (goal <= 1.5x); per pair "
+          + ", ".join(f"{r:.2f}x" for r in ratios))
+    print(f"  ratio client peak RSS / parquet size: {ingest['peak_kib'] / size_kib:.2f}x (goal <= 4x; "
+          f"baseline {base['peak_kib'] / size_kib:.2f}x)")
+    print(f"  ratio sandbox peak RSS / parquet size: {server_peak_kib / size_kib:.2f}x (goal <= 4x)")
+    print("  client: " + ", ".join(f"{k} {v:.2f} s" for k, v in ingest["parts"].items()))
+    print("  sandbox (same steps, this process): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in _server_parts(parquet).items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    args = parser.parse_args()
+    from ionworks_prefect.local_sandbox import LocalSandbox
+
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        work = Path(tmp)
+        warm_up = work / "warm-up.csv"
+        cycler_csv(warm_up, 4 * STEP_ROWS, seed=1)
+        for rows in args.rows:
+            cycler_csv(work / f"cycler-{rows}.csv", rows)
+        with LocalSandbox(work / "sandbox", ["bench-key"], workers=1) as sandbox:
+            time.sleep(5.0)  # the compute worker imports PyBaMM at start
+            pid = str(sandbox.process.pid)
+            for rows in args.rows:
+                csv, parquet = str(work / f"cycler-{rows}.csv"), str(work / f"cycler-{rows}.parquet")
+                bases, ingests, server_peak = [], [], 0
+                for _ in range(REPEATS):  # interleaved, so the machine's load falls on both alike
+                    bases.append(_fresh(_baseline, csv, parquet, str(warm_up)))
+                    _reset_peak(pid)
+                    before = _kib("VmRSS", pid)
+                    ingests.append(_fresh(_ingest, csv, sandbox.client_env(), str(warm_up)))
+                    server_peak = max(server_peak, _kib("VmHWM", pid) - before)
+                report(rows, work, bases, ingests, server_peak)
+
+
+if __name__ == "__main__":
+    main()

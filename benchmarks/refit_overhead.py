@@ -1,0 +1,113 @@
+"""The nightly-refit flow against a plain script making the same Ionworks calls on the same data, in one run.
+
+For each pair, two cells get the same test (a rest, then a 0.5C and a 1C discharge, simulated with PyBaMM):
+the script builds the default ageing refit, submits it, waits with the official client's
+``wait_for_completion(poll_interval=1)`` and reads the result; the flow (``nightly_refit``) refits the other cell
+from scratch (cell lookup, tests, history, pipeline, wait, result, verdict, report with its plots, fleet row).
+Then the flow runs again on unchanged data. Printed: wall times, the flow/script ratio per pair (goal <= 1.10),
+the unchanged re-run / first run ratio (goal <= 0.05) with the pipelines it submitted (goal 0), and where the
+flow's time went (its task runs).
+
+    PYTHONPATH=. python benchmarks/refit_overhead.py [--pairs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def _test_frames() -> list:
+    from ionworks_sandbox.compute.synthetic import synthetic_discharge
+
+    options = {"model_options": {"contact resistance": "true"}, "rest_first_s": 600.0, "noise_v": 0.001,
+               "period_s": 20.0}
+    truth = {"Contact resistance [Ohm]": 0.01}
+    return [synthetic_discharge(truth, c_rates=(rate,), seed=i, **options) for i, rate in enumerate((0.5, 1.0))]
+
+
+def _upload(cell, frames) -> list[str]:
+    from ionworks_prefect import upload_measurement
+
+    return [upload_measurement.fn(frame, cell, f"RPT 0 {rate}C", tags=["rpt:RPT 0"]).id
+            for frame, rate in zip(frames, ("0.5", "1"), strict=True)]
+
+
+def _script(client, measurement_ids: list[str]) -> float:
+    """The same Ionworks calls as the flow's essentials, with the official client only."""
+    from ionworks_prefect.refit_pipeline import ageing_refit_pipeline, describe_refit_data
+
+    started = time.perf_counter()
+    data = [describe_refit_data(client, mid, f"RPT 0 {rate}C") for mid, rate in zip(measurement_ids, ("0.5", "1"))]
+    submitted = client.pipeline.create(ageing_refit_pipeline(data))
+    client.pipeline.wait_for_completion(submitted.id, timeout=900, poll_interval=1, verbose=False)
+    client.pipeline.result(submitted.id)
+    return time.perf_counter() - started
+
+
+async def _task_times(flow_run_id) -> dict[str, float]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as prefect:
+        runs = await prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    totals: dict[str, float] = {}
+    for run in runs:
+        name = run.name.rsplit("-", 1)[0]
+        totals[name] = totals.get(name, 0.0) + (run.total_run_time.total_seconds() if run.total_run_time else 0.0)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from ionworks import Ionworks
+    from prefect.testing.utilities import prefect_test_harness
+
+    from ionworks_prefect import CellTarget
+    from ionworks_prefect.flows import nightly_refit
+    from ionworks_prefect.local_sandbox import LocalSandbox
+
+    frames = _test_frames()
+    with tempfile.TemporaryDirectory() as tmp, LocalSandbox(Path(tmp) / "sandbox", ["bench-key"]) as sandbox, \
+            prefect_test_harness(server_startup_timeout=180):
+        os.environ.update(sandbox.client_env())
+        client = Ionworks(api_url=sandbox.url, api_key="bench-key", project_id=sandbox.project_id, timeout=120)
+        ratios, reruns, submitted_on_rerun = [], [], []
+        for pair in range(args.pairs):
+            raw_cell = CellTarget(specification="bench", instance=f"script-{pair}")
+            flow_cell = CellTarget(specification="bench", instance=f"flow-{pair}")
+            raw_ids, _ = _upload(raw_cell, frames), _upload(flow_cell, frames)
+            raw = _script(client, raw_ids)
+            started = time.perf_counter()
+            state = asyncio.run(nightly_refit(cell=flow_cell, return_state=True))
+            flowed = time.perf_counter() - started
+            before = len(client.pipeline.list(limit=1000))
+            started = time.perf_counter()
+            asyncio.run(nightly_refit(cell=flow_cell))
+            rerun = time.perf_counter() - started
+            submitted_on_rerun.append(len(client.pipeline.list(limit=1000)) - before)
+            ratios.append(flowed / raw)
+            reruns.append(rerun / flowed)
+            print(f"pair {pair}: script {raw:.2f} s, flow {flowed:.2f} s, ratio {flowed / raw:.2f}x; "
+                  f"unchanged re-run {rerun:.2f} s ({rerun / flowed:.3f} of the first run), "
+                  f"{submitted_on_rerun[-1]} submitted", flush=True)
+            if pair == args.pairs - 1:
+                times = asyncio.run(_task_times(state.state_details.flow_run_id))
+                print("flow task runs (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in times.items()))
+        print(f"refit flow / raw client script ratio: median {statistics.median(ratios):.2f}x "
+              f"(min {min(ratios):.2f}, max {max(ratios):.2f}; goal <= 1.10)")
+        print(f"unchanged re-run / first run ratio: median {statistics.median(reruns):.3f} "
+              f"(max {max(reruns):.3f}; goal <= 0.05), pipelines submitted: {sum(submitted_on_rerun)} (goal 0)")
+
+
+if __name__ == "__main__":
+    main()
