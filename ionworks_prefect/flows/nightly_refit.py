@@ -39,6 +39,7 @@ from ionworks_prefect import (
     publish_parameter_set,
     run_pipeline,
 )
+from ionworks_prefect._calls import acall
 from ionworks_prefect.artifacts import publish_unchanged
 from ionworks_prefect.cell_tests import CellIdentity, CellTest, cell_label, find_cell, read_cell_tests
 from ionworks_prefect.credentials import resolve_credentials
