@@ -4,12 +4,12 @@ Data (``tests/data/lgm50_*.csv``, see ``tests/data/SOURCES.md``): constant-curre
 21700 NMC811/graphite cells after a rest, from the TEC-reduced-model repository (BSD-3-Clause): C/10, C/2 and
 2C at 25 degC and C/2 at 10 degC, with the cell temperature (it reaches 56 degC at 2C).
 
-A local sandbox is started; each test is uploaded through the official client, described with
-``describe_refit_data`` and refitted with ``ageing_refit_pipeline`` two ways:
+A local sandbox is started; each test is uploaded through the official client and refitted with
+``ageing_refit_pipeline`` (and its ``with_validation`` element, whose model-vs-data series is measured):
 
-- per test: one pipeline per test (balance, OCP and kinetics all from that test), and again with
+- per test: one pipeline per test (balance, kinetics and OCP all from that test), and again with
   ``adapt_ocp=False`` (Chen2020's OCPs, window, resistance and diffusivities only);
-- joint: one pipeline over the three 25 degC tests (balance and OCP from the C/10 test, kinetics from all).
+- joint: one pipeline over the three 25 degC tests (one window, kinetics and OCP for all three).
 
 The baseline, in the same run, is Chen2020 as it is (a validation element, SPMe) on the same data, started at
 the same rested voltage and temperature. Printed per test: RMSE over the whole discharge and above the knee
@@ -32,7 +32,9 @@ import polars as pl
 from ionworks import Ionworks
 
 from ionworks_prefect.local_sandbox import LocalSandbox
-from ionworks_prefect.refit_pipeline import RefitData, ageing_refit_pipeline, describe_refit_data
+from ionworks_prefect.refit_pipeline import (
+    VALIDATION_ELEMENT, RefitData, ageing_refit_pipeline, with_validation,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 TESTS = {
@@ -75,6 +77,12 @@ def run(client: Ionworks, config: dict, element: str, objectives: list[str]) -> 
             for name in objectives}, elapsed, evaluations  # fmt: skip
 
 
+def refit(client: Ionworks, data: list[RefitData], model: str, adapt_ocp: bool = True) -> tuple[dict, float, str]:
+    """The default refit of ``data``, measured on its validation element."""
+    config = with_validation(ageing_refit_pipeline(data, model=model, adapt_ocp=adapt_ocp))
+    return run(client, config, VALIDATION_ELEMENT, [d.name for d in data])
+
+
 def chen2020(client: Ionworks, data: list[RefitData]) -> dict[str, dict]:
     validation = iws.Validation(
         objectives={d.name: iws.objectives.CurrentDriven(data_input=f"db:{d.measurement_id}",
@@ -95,27 +103,25 @@ def main() -> None:
                           timeout=120)  # a loaded machine can keep an upload's processing past the default 10 s
         spec = client.cell_spec.create({"name": "LG M50 21700"})
         instance = client.cell_instance.create(spec.id, {"name": "TEC-reduced-model cells"})
-        data = {}
+        data, currents = {}, {}
         for name, filename in TESTS.items():
             frame = pl.read_csv(DATA / filename)
             measurement = client.cell_measurement.create(instance.id, {"measurement": {"name": name},
                                                                        "time_series": frame})  # fmt: skip
-            data[name] = describe_refit_data(client, measurement.id, name)
+            data[name] = RefitData(name=name, measurement_id=measurement.id)
+            currents[name] = float(frame.filter(pl.col("Current [A]") > 0)["Current [A]"].mean())
         baseline = chen2020(client, list(data.values()))
-        per_test = {name: run(client, ageing_refit_pipeline([d], model=args.model), "kinetics", [name])
-                    for name, d in data.items()}  # fmt: skip
-        base_ocp = {name: run(client, ageing_refit_pipeline([d], model=args.model, adapt_ocp=False), "kinetics",
-                              [name])[0][name] for name, d in data.items()}  # fmt: skip
-        joint_config = ageing_refit_pipeline([data[n] for n in JOINT], model=args.model)
-        joint, joint_s, joint_evaluations = run(client, joint_config, "kinetics", list(JOINT))
+        per_test = {name: refit(client, [d], args.model) for name, d in data.items()}
+        base_ocp = {name: refit(client, [d], args.model, adapt_ocp=False)[0][name] for name, d in data.items()}
+        joint, joint_s, joint_evaluations = refit(client, [data[n] for n in JOINT], args.model)
     print(f"Default ageing refit ({args.model}) on LG M50 discharges; RMSE in mV (whole discharge / above knee)")
     print(f"{'test':<13} {'I mean [A]':>10} {'Chen2020':>15} {'refit, Chen OCP':>16} {'per-test refit':>16}"
           f" {'time [s]':>9} {'evaluations':>16} {'joint refit':>15}")  # fmt: skip
-    for name, d in data.items():
+    for name in data:
         errors, seconds, evaluations = per_test[name]
         fitted = errors[name]
         together = f"{joint[name]['whole']:6.1f} / {joint[name]['knee']:5.1f}" if name in joint else "-"
-        print(f"{name:<13} {d.mean_discharge_current:>10.2f} {baseline[name]['whole']:>7.1f} / "
+        print(f"{name:<13} {currents[name]:>10.2f} {baseline[name]['whole']:>7.1f} / "
               f"{baseline[name]['knee']:5.1f} {base_ocp[name]['whole']:>8.1f} / {base_ocp[name]['knee']:5.1f}"
               f" {fitted['whole']:>8.1f} / {fitted['knee']:5.1f} {seconds:>9.1f} {evaluations:>16}"
               f" {together:>15}")  # fmt: skip

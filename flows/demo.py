@@ -29,6 +29,7 @@ import polars as pl
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich import box
 from rich.table import Table
 
 CN0 = "Initial concentration in negative electrode [mol.m-3]"
@@ -88,12 +89,17 @@ def _warm_up_prefect() -> None:
 
 
 def _trajectory(console: Console, history: pl.DataFrame, verdicts: list[str]) -> None:
-    table = Table(title=f"Trajectory of {CELL['specification']}/{CELL['instance']} (one row per test)")
-    for column in ("Test", "Date", "EFC", *(label.split(":")[0] for _, label in MODES), "Worst RMSE", "Verdict"):
-        table.add_column(escape(column), justify="left" if column in ("Test", "Verdict") else "right")
+    table = Table(title=f"Trajectory of {CELL['specification']}/{CELL['instance']} (one row per test)",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=escape("LLI: initial negative concentration [mol.m-3]; LAM-, LAM+: active fractions; "
+                                 "R: contact resistance [mOhm]; RMSE: worst objective [mV]"))
+    for column in ("Test", "Date", "EFC", "LLI", "LAM-", "LAM+", "R", "RMSE", "Verdict"):
+        table.add_column(escape(column), justify="left" if column in ("Test", "Verdict") else "right",
+                         no_wrap=True)
     for row, verdict in zip(history.iter_rows(named=True), verdicts, strict=True):
         table.add_row(row["test"], f"{row['tested_at']:%Y-%m-%d}", f"{row['equivalent_full_cycles']:g}",
-                      *(f"{row[name]:.4g}" for name, _ in MODES), f"{row['rmse_mv']:.1f} mV", verdict)
+                      f"{row[CN0]:.0f}", f"{row[EPS_N]:.4f}", f"{row[EPS_P]:.4f}", f"{row[R_CONTACT] * 1e3:.2f}",
+                      f"{row['rmse_mv']:.1f}", verdict)
     console.print(table)
 
 

@@ -1,4 +1,4 @@
-"""The default ageing refit's config, built offline: staging, names, bounds and what the engine accepts."""
+"""The default ageing refit's config, built offline: its stages, names, bounds and what the engine accepts."""
 
 from __future__ import annotations
 
@@ -11,22 +11,21 @@ from ionworks_sandbox.compute.models import fittable_names, parse_model
 from ionworks_sandbox.compute.pipeline import check_pipeline
 
 TESTS = [
-    RefitData(name="1C", measurement_id="m-1c", mean_discharge_current=5.0),
-    RefitData(name="C/10", measurement_id="m-c10", mean_discharge_current=0.5),
-    RefitData(name="C/2", measurement_id="m-c2", mean_discharge_current=2.5),
+    RefitData(name="1C", measurement_id="m-1c"),
+    RefitData(name="C/10", measurement_id="m-c10"),
+    RefitData(name="C/2", measurement_id="m-c2"),
 ]
 
 
-def test_balance_uses_the_lowest_rate_test_and_kinetics_every_test():
+def test_the_window_and_kinetics_are_fitted_on_every_test_against_the_base_ocp_then_the_ocp_knots():
     elements = ageing_refit_pipeline(TESTS)["elements"]
-    assert list(elements) == ["ocp", "balance", "ocp_shape", "balance_on_ocp", "kinetics"]
-    assert list(elements["balance"]["objectives"]) == list(elements["ocp_shape"]["objectives"]) == ["C/10"]
-    assert elements["balance_on_ocp"] == elements["balance"]  # the window again, on the fitted curve
-    assert elements["balance"]["objectives"]["C/10"]["data"] == "db:m-c10"
-    assert sorted(elements["kinetics"]["objectives"]) == ["1C", "C/10", "C/2"]
-    fitted = [name for element in ("balance", "ocp_shape", "kinetics") for name in elements[element]["parameters"]]
-    assert sorted(fitted) == sorted(FITTED_PARAMETERS)  # each fitted once
-    for element in ("balance", "ocp_shape", "kinetics"):
+    assert list(elements) == ["balance_and_kinetics", "ocp", "ocp_shape"]
+    assert sorted(elements["balance_and_kinetics"]["objectives"]) == ["1C", "C/10", "C/2"]
+    assert elements["balance_and_kinetics"]["objectives"]["C/10"]["data"] == "db:m-c10"
+    assert sorted(elements["ocp_shape"]["objectives"]) == ["1C", "C/10", "C/2"]
+    fitted = [name for element in ("balance_and_kinetics", "ocp_shape") for name in elements[element]["parameters"]]
+    assert sorted(fitted) == sorted(FITTED_PARAMETERS)  # each fitted once: the knots never move the window
+    for element in ("balance_and_kinetics", "ocp_shape"):
         for name, spec in elements[element]["parameters"].items():
             low, high = spec["bounds"]
             assert low <= spec["initial_value"] <= high, name
@@ -35,25 +34,20 @@ def test_balance_uses_the_lowest_rate_test_and_kinetics_every_test():
 def test_later_tests_hold_the_first_tests_ocp():
     knots = {name: 4.0 for name in FITTED_PARAMETERS if " at Stoichiometry " in name}
     elements = ageing_refit_pipeline(TESTS, ocp_knots=knots)["elements"]
-    assert list(elements) == ["ocp_knots", "ocp", "balance", "kinetics"]
+    assert list(elements) == ["balance_and_kinetics", "ocp_knots", "ocp"]
     assert elements["ocp_knots"]["values"] == knots
 
 
 def test_base_ocps_can_be_kept():
     elements = ageing_refit_pipeline(TESTS, adapt_ocp=False)["elements"]
-    assert list(elements) == ["balance", "kinetics"]
-
-
-def test_without_currents_the_first_test_balances_the_cell():
-    tests = [RefitData(name=t.name, measurement_id=t.measurement_id) for t in TESTS]
-    assert list(ageing_refit_pipeline(tests)["elements"]["balance"]["objectives"]) == ["1C"]
+    assert list(elements) == ["balance_and_kinetics"]
 
 
 def test_the_config_is_what_the_client_sends_and_the_engine_accepts():
     config = ageing_refit_pipeline(TESTS, model="DFN")
     elements = run_validators_outbound(config)["elements"]
     check_pipeline(elements)
-    model = parse_model(elements["kinetics"]["objectives"]["1C"]["options"]["model"], "model")
+    model = parse_model(elements["balance_and_kinetics"]["objectives"]["1C"]["options"]["model"], "model")
     known = parse_piecewise_entry(elements["ocp"], "elements.ocp", {})
     assert set(FITTED_PARAMETERS) <= fittable_names(model, known)
 

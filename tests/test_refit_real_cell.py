@@ -14,7 +14,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ionworks_prefect.refit_pipeline import FITTED_PARAMETERS, ageing_refit_pipeline, describe_refit_data
+from ionworks_prefect.refit_pipeline import (
+    FITTED_PARAMETERS, VALIDATION_ELEMENT, RefitData, ageing_refit_pipeline, with_validation,
+)
 from tests.measurement_frames import upload
 
 DATA = Path(__file__).parent / "data"
@@ -52,16 +54,12 @@ def client(sandbox):
 @pytest.fixture(scope="module")
 def half_c(client):
     measurement_id = upload(client, pl.read_csv(DATA / "lgm50_cell785_0p5C_25degC.csv"), name="LG M50 C/2")
-    return describe_refit_data(client, measurement_id, "C/2")
-
-
-def test_describe_reads_the_mean_discharge_current_from_the_steps(half_c):
-    assert half_c.mean_discharge_current == pytest.approx(2.5, rel=1e-3)
+    return RefitData(name="C/2", measurement_id=measurement_id)
 
 
 def test_default_refit_fits_a_real_discharge_within_the_stated_rmse(client, half_c):
-    config = ageing_refit_pipeline([half_c])
-    pipeline_id, whole, knee = errors(client, config, "kinetics", "C/2")
+    config = with_validation(ageing_refit_pipeline([half_c]))
+    pipeline_id, whole, knee = errors(client, config, VALIDATION_ELEMENT, "C/2")
     assert whole <= WHOLE_MV and knee <= KNEE_MV
     fitted = client.pipeline.result(pipeline_id).result["parameter_values"]
     assert set(FITTED_PARAMETERS) <= set(fitted)

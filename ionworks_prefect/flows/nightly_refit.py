@@ -57,8 +57,8 @@ from ionworks_prefect.pipelines import read_result
 from ionworks_prefect.refit_pipeline import (
     KINETIC_DRIFT_THRESHOLDS,
     FitRange,
+    RefitData,
     ageing_refit_pipeline,
-    describe_refit_data,
     objective_names,
     parameter_fit_pipeline,
     pipeline_from_file,
@@ -94,21 +94,17 @@ class CellRefit(BaseModel):
 
 @ionworks_task(name="Build refit pipeline", description="The pipeline one test is fitted with.")
 async def build_refit_pipeline(test: CellTest, parameters: Optional[dict[str, FitRange]], pipeline_file: Optional[str],
-                               model: str, ocp_knots: Optional[dict[str, float]] = None,
-                               credentials: Optional[str] = None) -> dict:
+                               model: str, ocp_knots: Optional[dict[str, float]] = None) -> dict:
     """The pipeline for one test: a pipeline file, the given parameters, or the default ageing refit
-    (:func:`ageing_refit_pipeline`, which reads each measurement's steps to find the lowest-rate one; with
-    ``ocp_knots`` it holds that OCP instead of fitting one); with a final validation element for the RMSE per
-    objective."""
+    (:func:`ageing_refit_pipeline`; with ``ocp_knots`` it holds that OCP instead of fitting one); with a final
+    validation element for the RMSE per objective."""
     if pipeline_file:
         config = pipeline_from_file(pipeline_file, test.measurements)
     elif parameters:
         config = parameter_fit_pipeline(test.measurements, parameters, model)
     else:
-        client = resolve_credentials(credentials).get_client()
-        data = await asyncio.gather(*(acall("read measurement steps", describe_refit_data, client, m.id, name)
-                                      for name, m in zip(objective_names(test.measurements), test.measurements,
-                                                         strict=True)))
+        data = [RefitData(name=name, measurement_id=m.id)
+                for name, m in zip(objective_names(test.measurements), test.measurements, strict=True)]
         config = await asyncio.to_thread(ageing_refit_pipeline, data, model=model, ocp_knots=ocp_knots)
     return with_validation(config)
 
@@ -228,7 +224,7 @@ def _run_name() -> str:
 
 async def _fit(test: CellTest, recipe: dict, build: dict[str, Any], label: str, credentials: Optional[str],
                max_wait_seconds: float) -> FittedParameterSet:
-    config = await build_refit_pipeline(test, **build, credentials=credentials)
+    config = await build_refit_pipeline(test, **build)
     marker = fit_marker(test, fit_key(test, recipe))
     submitted = {**config, "name": f"Refit {label} · {test.label}"[:200],
                  "description": f"Refit of {label}, test {test.label} {marker}"}
@@ -312,7 +308,7 @@ async def nightly_refit(
         joint: Fit all of the cell's measurements together into one set, instead of one set per test.
         drift_threshold: Relative change (against the first or the previous test) that flags a parameter.
         drift_thresholds: Per-parameter thresholds replacing it; the default refit starts from
-            ``KINETIC_DRIFT_THRESHOLDS`` (25 % for the contact resistance and the diffusivities).
+            ``KINETIC_DRIFT_THRESHOLDS`` (10 % for the contact resistance and the diffusivities).
         rmse_threshold_mv: Worst objective RMSE (mV) above which a fit is flagged as degraded.
         output_dir: Also write the newest set as JSON and BPX, and the fit plot, there.
         credentials: A saved ``IonworksCredentials`` block's name; the ``IONWORKS_*`` environment without one.
