@@ -63,6 +63,15 @@ class IonworksCredentials(CredentialsBlock):
             ``api_url`` is not an ``http(s)://`` URL with a host.
 
     Examples:
+        Load saved credentials and talk to Ionworks:
+        ```python
+        from ionworks_prefect import IonworksCredentials
+
+        credentials = IonworksCredentials.load("BLOCK_NAME")
+        client = credentials.get_client()
+        print(client.health_check())
+        ```
+
         Save credentials once:
         ```python
         from pydantic import SecretStr
