@@ -45,9 +45,24 @@ class IonworksCredentials(CredentialsBlock):
 
     Fields left unset fall back to the environment variables the official client reads:
     ``IONWORKS_API_KEY``, ``IONWORKS_API_TOKEN``, ``IONWORKS_API_URL``, ``IONWORKS_PROJECT_ID`` and
-    ``IONWORKS_ORGANIZATION_ID``.
+    ``IONWORKS_ORGANIZATION_ID``. Every task takes this block, a saved block's name, or None (the environment)
+    as ``credentials``.
 
-    Example:
+    Attributes:
+        api_key: Ionworks API key, sent as ``X-API-Key`` (a ``SecretStr``); falls back to ``IONWORKS_API_KEY``.
+        token: Bearer token used instead of an API key (a ``SecretStr``); falls back to ``IONWORKS_API_TOKEN``.
+        api_url: Base URL of the Ionworks API; ``IONWORKS_API_URL`` when set, else ``https://api.ionworks.com``.
+        project_id: Default Ionworks project; falls back to ``IONWORKS_PROJECT_ID``.
+        organization_id: Organization to scope requests to; falls back to ``IONWORKS_ORGANIZATION_ID``.
+        timeout: Timeout in seconds for each JSON request; None keeps the client default of 10 seconds.
+
+    Raises:
+        pydantic.ValidationError: Both ``api_key`` and ``token`` are given, or a field has the wrong type
+            (the message never echoes a key or token).
+        InvalidCredentials: From :meth:`get_client`: no API key or token here or in the environment, or
+            ``api_url`` is not an ``http(s)://`` URL with a host.
+
+    Examples:
         Load saved credentials and talk to Ionworks:
         ```python
         from ionworks_prefect import IonworksCredentials
@@ -55,6 +70,25 @@ class IonworksCredentials(CredentialsBlock):
         credentials = IonworksCredentials.load("BLOCK_NAME")
         client = credentials.get_client()
         print(client.health_check())
+        ```
+
+        Save credentials once:
+        ```python
+        from pydantic import SecretStr
+        from ionworks_prefect import IonworksCredentials
+
+        IonworksCredentials(api_key=SecretStr("..."), project_id="9d2e...").save("ionworks")
+        ```
+
+        Use them in a flow, by block or by name:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import IonworksCredentials, list_cells
+
+        @flow
+        def cells_of_spec(specification: str = "NMC811 21700") -> list[str]:
+            credentials = IonworksCredentials.load("ionworks")  # or pass credentials="ionworks" to the task
+            return [c.instance_name for c in list_cells(specification, credentials=credentials)]
         ```
     """
 

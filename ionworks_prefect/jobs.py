@@ -90,7 +90,16 @@ class IonworksPipeline(JobBlock[PipelineResult]):
         pipeline: The pipeline configuration (the dict ``ionworks_schema.Pipeline.to_config()`` gives).
         base_dir: Directory that ``file:``/``folder:`` data references are resolved against.
         cell: Cell instance id that files over 1,000 rows are uploaded to (as measurements).
-        max_wait_seconds: How long ``wait_for_completion()`` waits.
+        max_wait_seconds: How long ``wait_for_completion()`` waits (seconds, above 0; 3600 by default).
+
+    Raises:
+        pydantic.ValidationError: ``pipeline`` is missing or ``max_wait_seconds`` is not above 0.
+        InvalidPipelineConfig: From :meth:`trigger`: the configuration or its data is invalid; nothing was
+            submitted.
+        IonworksRequestError: From :meth:`trigger`: Ionworks refused the submission.
+        IonworksTransientError: From :meth:`trigger`: a request still failed after its retries; triggering
+            again reattaches to a pipeline that was created.
+        InvalidCredentials: From :meth:`trigger`: the credentials hold no API key or token, or a malformed URL.
 
     Examples:
         Load a saved pipeline block:
@@ -106,7 +115,15 @@ class IonworksPipeline(JobBlock[PipelineResult]):
         from ionworks_prefect import IonworksCredentials
         from ionworks_prefect.jobs import IonworksPipeline, run_ionworks_pipeline
 
-        IonworksPipeline(credentials=IonworksCredentials.load("ionworks"), pipeline=config).save("cell-7-refit")
+        config = {"name": "cell-7 refit", "elements": {"fit": {
+            "element_type": "data_fit",
+            "objectives": {"1C": {"type": "CurrentDriven", "data": "file:rpt/1C.csv",
+                                  "options": {"model": {"type": "SPMe"}}}},
+            "parameters": {"Negative particle diffusivity [m2.s-1]": {"initial_value": 2e-14,
+                                                                      "bounds": [1e-14, 1e-13]}},
+        }}}
+        IonworksPipeline(credentials=IonworksCredentials.load("ionworks"), pipeline=config,
+                         base_dir="/lab/cell-7").save("cell-7-refit")
 
         @flow
         async def nightly():

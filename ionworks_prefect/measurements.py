@@ -353,8 +353,20 @@ def upload_measurement(
         MeasurementProcessingFailed: the server could not process the upload; it was removed.
 
     Examples:
-        >>> ref = upload_measurement("runs/rpt0.csv", CellTarget(specification="NMC811", instance="cell-7"))
-        >>> upload_measurement("drop/FastCharge_CH8.csv", "1c4f...", reader="arbin", voltage_window=(2.0, 3.6))
+        ```python
+        from prefect import flow
+        from ionworks_prefect import CellTarget, upload_measurement
+
+        @flow
+        def store_rpt(csv_path: str = "runs/rpt0.csv") -> str:
+            uploaded = upload_measurement(csv_path, CellTarget(specification="NMC811", instance="cell-7"),
+                                          tags=["rpt:RPT 0"], rated_capacity=5.0)
+            return uploaded.db_ref
+
+        @flow
+        def store_arbin_channel():
+            upload_measurement("drop/FastCharge_CH8.csv", "1c4f...", reader="arbin", voltage_window=(2.0, 3.6))
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     uploaded = store_measurement(

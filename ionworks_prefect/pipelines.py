@@ -207,10 +207,62 @@ def submit_pipeline(
     project_id: str | None = None,
     force: bool = False,
 ) -> PipelineRun:
-    """Submit a pipeline (``ionworks_schema.Pipeline`` or dict) idempotently; see :func:`prepare_pipeline`.
+    """Submit a pipeline (``ionworks_schema.Pipeline`` or dict) once per distinct content.
 
-    Example:
-        >>> run = submit_pipeline(pipeline, base_dir="/data/run-42", cell="1c4f...")
+    Local data is resolved first (see :func:`prepare_pipeline`). A pending, running or completed pipeline
+    submitted earlier with the same content is reattached instead of submitted again (``reattached=True``); a
+    failed or canceled one is not. The task's Prefect cache returns the same :class:`PipelineRun` for a day, with
+    the status it had at submission: wait on it for the current one.
+
+    Args:
+        config: The pipeline, as an ``ionworks_schema.Pipeline`` or its config dict.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        base_dir: Directory that ``file:``/``folder:`` data references are resolved against; the current
+            directory by default.
+        cell: A cell instance id or :class:`CellTarget` that data files over 1,000 rows are uploaded to as
+            measurements (referenced as ``db:<id>``); required when the config references such a file.
+        name: Pipeline name, replacing the config's.
+        description: Pipeline description, replacing the config's (the submission marker is appended to it).
+        options: Pipeline options, replacing the config's.
+        project_id: Ionworks project; by default the config's ``project_id``, else the credentials' project.
+        force: Submit even when an identical pipeline exists, and bypass the cache.
+
+    Returns:
+        The submitted or reattached :class:`PipelineRun` (``id``, ``status``, ``url``, ``config_hash``,
+        ``reattached``).
+
+    Raises:
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+        InvalidPipelineConfig: The config is malformed (found before any upload), a data reference is missing or
+            unreadable, a file over 1,000 rows was given without ``cell``, or the client refused the config;
+            nothing was submitted.
+        InvalidMeasurementError: A data file to be uploaded as a measurement failed its checks.
+        IonworksRequestError: Ionworks refused a request (4xx) or gave an answer that cannot be used; the
+            measurements uploaded for a refused submission are deleted.
+        IonworksTransientError: A request still failed after its retries (connection error, timeout, 429, 5xx);
+            a rerun reattaches to the pipeline if it was created.
+
+    Examples:
+        ```python
+        import ionworks_schema as iws
+        from prefect import flow
+        from ionworks_prefect import CellTarget, submit_pipeline, wait_for_pipeline
+
+        DN = "Negative particle diffusivity [m2.s-1]"
+
+        @flow
+        async def refit_cell_7(data_dir: str) -> str:
+            pipeline = iws.Pipeline({"fit": iws.DataFit(
+                objectives={"1C": iws.objectives.CurrentDriven(data_input="file:rpt/1C.csv",
+                                                               options={"model": {"type": "SPMe"}})},
+                parameters={DN: iws.Parameter(DN, initial_value=2e-14, bounds=(1e-14, 1e-13))},
+            )}, name="cell-7 refit")
+            run = submit_pipeline(pipeline, base_dir=data_dir,
+                                  cell=CellTarget(specification="NMC811 21700", instance="cell-7"))
+            final = await wait_for_pipeline(run.id, max_wait_seconds=900)
+            return final.status
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     overrides = {"name": name, "description": description, "options": options}
@@ -269,13 +321,45 @@ async def wait_for_pipeline(
     poll_schedule: PollSchedule = PollSchedule(),
     raise_on_failure: bool = True,
 ) -> PipelineRun:
-    """Wait until the pipeline is terminal; raises :class:`PipelineFailed`/:class:`PipelineCanceled`/:class:`WaitTimedOut`.
+    """Wait until the pipeline is terminal, reporting progress in a Prefect progress artifact.
 
     Waits gathered in one flow share one status poller: each tick lists the project's unfinished pipelines in
-    one request, and the waited ones that left that list by id in one more.
+    one request, and the waited ones that left that list by id in one more. Transient read errors are logged and
+    the wait goes on. If the wait is cancelled (flow run cancelled, task timeout), the pipeline is cancelled in
+    Ionworks. A pipeline seen finished emits ``ionworks.pipeline.completed`` or ``ionworks.pipeline.failed``.
 
-    Example:
-        >>> final = await wait_for_pipeline(run.id, max_wait_seconds=900)
+    Args:
+        pipeline_id: The Ionworks pipeline id.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        max_wait_seconds: How long to wait before giving up (the pipeline keeps running).
+        poll_schedule: Delays between status reads.
+        raise_on_failure: Raise for a failed or canceled pipeline; with False, return its run instead.
+
+    Returns:
+        The final :class:`PipelineRun` (``status``, ``error``, ``succeeded``).
+
+    Raises:
+        PipelineFailed: The pipeline failed (the server's error in the message) and ``raise_on_failure`` is True.
+        PipelineCanceled: The pipeline was canceled and ``raise_on_failure`` is True.
+        WaitTimedOut: It did not finish within ``max_wait_seconds``; it keeps running in Ionworks.
+        InvalidResourceId: ``pipeline_id`` is empty or ``.``/``..``; nothing was sent.
+        IonworksNotFound: No pipeline has that id.
+        IonworksRequestError: Ionworks refused a status read (4xx) or answered with a record that cannot be used.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        import asyncio
+        from prefect import flow
+        from ionworks_prefect import wait_for_pipeline
+
+        @flow
+        async def wait_for_refits(pipeline_ids: list[str]) -> list[str]:
+            finals = await asyncio.gather(*(wait_for_pipeline(pid, max_wait_seconds=1800, raise_on_failure=False)
+                                            for pid in pipeline_ids))
+            return [f"{final.id}: {final.status}" for final in finals]
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     run = await await_pipeline(client, pipeline_id, max_wait_seconds=max_wait_seconds, schedule=poll_schedule)
@@ -327,10 +411,37 @@ def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:
     cache_policy=INPUTS - "credentials",
 )
 def fetch_pipeline_result(pipeline_id: str, credentials: CredentialsArg = None) -> PipelineResult:
-    """Fetch a completed pipeline's result (cached: a finished result never changes).
+    """Fetch a completed pipeline's result (cached by ``pipeline_id``: a finished result never changes).
 
-    Example:
-        >>> result = fetch_pipeline_result(run.id)
+    Args:
+        pipeline_id: The Ionworks pipeline id.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+
+    Returns:
+        The :class:`PipelineResult`: final ``parameter_values``, raw ``element_results``, a summary per element
+        (``elements``) and ``completed_at``; ``config`` is None.
+
+    Raises:
+        PipelineFailed: The pipeline failed.
+        PipelineCanceled: The pipeline was canceled.
+        ResultNotReady: The pipeline is still pending or running.
+        InvalidResourceId: ``pipeline_id`` is empty or ``.``/``..``; nothing was sent.
+        IonworksNotFound: No pipeline has that id.
+        IonworksRequestError: Ionworks refused a request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: A request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import fetch_pipeline_result
+
+        @flow
+        def fitted_values(pipeline_id: str) -> dict:
+            result = fetch_pipeline_result(pipeline_id)
+            return {name: element.parameter_values for name, element in result.fit_elements().items()}
+        ```
     """
     return read_result(resolve_credentials(credentials).get_client(), pipeline_id)
 
@@ -350,10 +461,53 @@ async def run_pipeline(
     max_wait_seconds: float = 3600.0,
     poll_schedule: PollSchedule = PollSchedule(),
 ) -> PipelineResult:
-    """Submit, wait and fetch in one task; a retry reattaches to the same pipeline.
+    """Prepare, submit, wait for and fetch a pipeline in one task; a retry reattaches to the same pipeline.
 
-    Example:
-        >>> result = await run_pipeline(pipeline, base_dir="data", cell="1c4f...")
+    Submission follows :func:`submit_pipeline` (without its cache), the wait :func:`wait_for_pipeline`.
+
+    Args:
+        config: The pipeline, as an ``ionworks_schema.Pipeline`` or its config dict.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        base_dir: Directory that ``file:``/``folder:`` data references are resolved against; the current
+            directory by default.
+        cell: A cell instance id or :class:`CellTarget` that data files over 1,000 rows are uploaded to as
+            measurements; required when the config references such a file.
+        project_id: Ionworks project; by default the config's ``project_id``, else the credentials' project.
+        force: Submit even when an identical pipeline exists.
+        max_wait_seconds: How long to wait for the pipeline before giving up (it keeps running).
+        poll_schedule: Delays between status reads.
+
+    Returns:
+        The :class:`PipelineResult`, with the submitted (prepared) config as ``config``.
+
+    Raises:
+        InvalidPipelineConfig: The config or its data cannot be used; nothing was submitted.
+        InvalidMeasurementError: A data file to be uploaded as a measurement failed its checks.
+        PipelineFailed: The pipeline failed (the server's error in the message).
+        PipelineCanceled: The pipeline was canceled.
+        WaitTimedOut: It did not finish within ``max_wait_seconds``; it keeps running in Ionworks.
+        IonworksRequestError: Ionworks refused a request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: A submission or result request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import CellTarget, run_pipeline, upload_measurement
+
+        @flow
+        async def refit_from_rpt(csv_path: str) -> dict:
+            rpt = upload_measurement(csv_path, CellTarget(specification="NMC811 21700", instance="cell-7"))
+            result = await run_pipeline({"name": "cell-7 refit", "elements": {"fit": {
+                "element_type": "data_fit",
+                "objectives": {"1C": {"type": "CurrentDriven", "data": rpt.db_ref,
+                                      "options": {"model": {"type": "SPMe"}}}},
+                "parameters": {"Negative particle diffusivity [m2.s-1]": {"initial_value": 2e-14,
+                                                                          "bounds": [1e-14, 1e-13]}},
+            }}}, max_wait_seconds=1800)
+            return result.parameter_values
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     uploaded: list[str] = []

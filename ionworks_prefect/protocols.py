@@ -30,10 +30,34 @@ def _text(protocol: Protocol) -> str:
 )
 def validate_protocol(protocol: Protocol, credentials: CredentialsArg = None, *,
                       raise_if_invalid: bool = False) -> ProtocolCheck:
-    """Validate a UCP protocol (YAML text or dict); with ``raise_if_invalid`` an invalid one raises :class:`ProtocolInvalid`.
+    """Ask Ionworks whether a UCP protocol is valid (cached by the protocol and ``raise_if_invalid``).
 
-    Example:
-        >>> check = validate_protocol(ucp_yaml)
+    Args:
+        protocol: The protocol as UCP YAML text, or a dict (sent as YAML).
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        raise_if_invalid: Raise :class:`ProtocolInvalid` for an invalid protocol instead of returning the check.
+
+    Returns:
+        The :class:`ProtocolCheck`: ``valid`` and, for an invalid protocol, the server's ``error``.
+
+    Raises:
+        ProtocolInvalid: The protocol is invalid and ``raise_if_invalid`` is True (its ``error`` is the reason).
+        IonworksRequestError: Ionworks refused the request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: The request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from pathlib import Path
+        from prefect import flow
+        from ionworks_prefect import validate_protocol
+
+        @flow
+        def check_protocols(directory: str = "protocols") -> dict[str, str | None]:
+            checks = {path.name: validate_protocol(path.read_text()) for path in Path(directory).glob("*.yaml")}
+            return {name: check.error for name, check in checks.items() if not check.valid}
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     answer = call("validate protocol", client.protocol.validate, _text(protocol))
@@ -49,11 +73,32 @@ def validate_protocol(protocol: Protocol, credentials: CredentialsArg = None, *,
     cache_policy=INPUTS - "credentials",
 )
 def find_protocol_inputs(protocol: Protocol, credentials: CredentialsArg = None) -> list[str]:
-    """Names of the ``input["..."]`` placeholders a protocol expects as experiment parameters.
+    """Names of the ``input["..."]`` placeholders a protocol expects as experiment parameters (cached by protocol).
 
-    Example:
-        >>> find_protocol_inputs(ucp_yaml)
-        ['Initial SOC', 'C-rate']
+    Args:
+        protocol: The protocol as UCP YAML text, or a dict (sent as YAML).
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+
+    Returns:
+        The placeholder names, as Ionworks lists them, e.g. ``['Initial SOC', 'C-rate']``.
+
+    Raises:
+        IonworksRequestError: Ionworks refused the request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: The request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from pathlib import Path
+        from prefect import flow
+        from ionworks_prefect import find_protocol_inputs
+
+        @flow
+        def missing_inputs(protocol_file: str, given: dict[str, float]) -> list[str]:
+            wanted = find_protocol_inputs(Path(protocol_file).read_text())
+            return [name for name in wanted if name not in given]
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     return list(call("find protocol inputs", client.protocol.find_input_references, _text(protocol)))
@@ -89,10 +134,48 @@ def convert_protocol(
     """Convert a UCP protocol for ``target`` (maccor, arbin, arbin_sdx, neware, biologic_bttest, novonix).
 
     Returns the file bytes (plus side assets); with ``output_dir`` also writes them there. A protocol the server
-    rejects raises :class:`ProtocolInvalid` with its reason.
+    rejects raises :class:`ProtocolInvalid` with its reason. Conversions are cached by their inputs, except when
+    ``output_dir`` is given (files are always written).
 
-    Example:
-        >>> converted = convert_protocol(ucp_yaml, "maccor", output_dir="cycler/")
+    Args:
+        protocol: The protocol as UCP YAML text or a dict.
+        target: The cycler format: ``maccor``, ``arbin``, ``arbin_sdx``, ``neware``, ``biologic_bttest`` or
+            ``novonix``.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        output_dir: Directory to write the primary file and its assets into (created if needed); None writes
+            nothing.
+        filename_stem: Stem of the primary file's name.
+        nominal_capacity_ah: The cell's rated capacity in A.h; needed by ``neware`` and ``biologic_bttest`` to turn
+            C-rates into absolute currents.
+        drive_cycles: Drive cycle name -> samples, for protocols with drive cycle steps.
+        verify: Ask Ionworks to parse the produced file back and refuse a conversion that changed the protocol's
+            meaning.
+
+    Returns:
+        The :class:`ConvertedProtocol`: ``target``, ``filename``, ``media_type``, ``content`` (bytes) and
+        ``assets`` (side files by name).
+
+    Raises:
+        ProtocolInvalid: Ionworks cannot convert the protocol for ``target`` (HTTP 400 or 422); ``error`` holds the
+            server's reason.
+        IonworksRequestError: Ionworks refused the request otherwise (4xx), answered in a way that cannot be used,
+            or the files could not be written to ``output_dir`` (the ``OSError`` is the cause).
+        IonworksTransientError: The request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from pathlib import Path
+        from prefect import flow
+        from ionworks_prefect import convert_protocol
+
+        @flow
+        def rpt_for_the_maccor(protocol_file: str = "protocols/rpt.yaml") -> str:
+            converted = convert_protocol(Path(protocol_file).read_text(), "maccor", output_dir="cycler/maccor",
+                                         filename_stem="rpt", nominal_capacity_ah=5.0)
+            return converted.filename
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     try:

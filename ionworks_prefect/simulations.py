@@ -130,10 +130,34 @@ def read_simulation_result(client: Ionworks, simulation_id: str) -> SimulationRe
     cache_policy=INPUTS - "credentials",
 )
 def fetch_simulation_result(simulation_id: str, credentials: CredentialsArg = None) -> SimulationResult:
-    """Fetch a finished simulation's result (cached: finished results never change).
+    """Fetch a finished simulation's result (cached by ``simulation_id``: finished results never change).
 
-    Example:
-        >>> result = fetch_simulation_result(run.simulation_id)
+    Args:
+        simulation_id: The Ionworks simulation id.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+
+    Returns:
+        The :class:`SimulationResult`: ``time_series`` and ``steps`` as polars frames, and ``metrics``.
+
+    Raises:
+        ResultNotReady: The simulation has no results yet.
+        InvalidResourceId: ``simulation_id`` is empty or ``.``/``..``; nothing was sent.
+        IonworksNotFound: No simulation has that id.
+        IonworksRequestError: Ionworks refused a request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: A request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import fetch_simulation_result
+
+        @flow
+        def lowest_voltage(simulation_id: str) -> float:
+            result = fetch_simulation_result(simulation_id)
+            return result.time_series["Voltage [V]"].min()
+        ```
     """
     return read_simulation_result(resolve_credentials(credentials).get_client(), simulation_id)
 
@@ -162,9 +186,45 @@ async def run_simulation(
 ) -> SimulationResult:
     """Run one simulation (the ``client.simulation.protocol`` config) and wait for its result.
 
-    Example:
-        >>> result = await run_simulation({"parameterized_model": model_id,
-        ...     "protocol_experiment": {"protocol": ucp_yaml, "name": "1C discharge"}})
+    Resubmitting an identical simulation reuses the existing run. An inline ``protocol_experiment`` saved as a
+    template for a submission Ionworks then refuses is deleted again. If the wait is cancelled, the simulation's
+    job is cancelled in Ionworks.
+
+    Args:
+        config: The simulation: ``parameterized_model`` (an id or a model config), ``protocol_experiment``
+            (``{"protocol": <UCP YAML>, "name": ...}``) or ``protocol_id``, and optionally
+            ``experiment_parameters``, ``design_parameters``, ``study_id``, ``extra_variables``.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        max_wait_seconds: How long to wait for the simulation before giving up (it keeps running).
+        poll_schedule: Delays between status reads.
+
+    Returns:
+        The :class:`SimulationResult` (``time_series``, ``steps``, ``metrics``).
+
+    Raises:
+        InvalidSimulationConfig: ``config`` is not a dict, or the client refused it (unknown keys, conflicting
+            protocol sources, a multi-row DOE).
+        SimulationFailed: The simulation failed or was canceled (the server's error in the message).
+        WaitTimedOut: It did not finish within ``max_wait_seconds``; it keeps running in Ionworks.
+        IonworksRequestError: Ionworks refused a request (4xx, e.g. an unknown model) or answered in a way that
+            cannot be used.
+        IonworksTransientError: The submission or the result download still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from pathlib import Path
+        from prefect import flow
+        from ionworks_prefect import run_simulation
+
+        @flow
+        async def discharge_time(model_id: str, protocol_file: str = "protocols/1c-discharge.yaml") -> float:
+            protocol = Path(protocol_file).read_text()  # UCP YAML
+            result = await run_simulation({"parameterized_model": model_id,
+                                           "protocol_experiment": {"protocol": protocol, "name": "1C discharge"}})
+            return result.time_series["Time [s]"].max()
+        ```
     """
     return (await _run(config, credentials, False, max_wait_seconds, poll_schedule))[0]
 
@@ -182,8 +242,47 @@ async def run_simulation_batch(
 ) -> list[SimulationResult]:
     """Run a batch (``design_parameters_doe`` or ``conditions``) and wait for all results; fails if any fails.
 
-    Example:
-        >>> results = await run_simulation_batch({**config, "design_parameters_doe": {"sampling": "grid",
-        ...     "rows": [{"type": "discrete", "name": "Ambient temperature [K]", "values": [288.15, 298.15]}]}})
+    All the batch's simulations are waited on together (one batched status read per tick); the results are
+    then downloaded in parallel. If the wait is cancelled, the unfinished simulations' jobs are cancelled.
+
+    Args:
+        config: The batch: ``parameterized_model``, ``protocol_experiment`` or ``protocol_id``, and either
+            ``design_parameters_doe`` or ``conditions`` (one simulation per entry); optionally
+            ``experiment_parameters``, ``study_id``, ``extra_variables``.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        max_wait_seconds: How long to wait for the whole batch before giving up (it keeps running).
+        poll_schedule: Delays between status reads.
+
+    Returns:
+        One :class:`SimulationResult` per simulation, in the order Ionworks returned the submitted batch (an
+        empty list when it holds none).
+
+    Raises:
+        InvalidSimulationConfig: ``config`` is not a dict, or the client refused it (``design_parameters`` in a
+            batch, an empty ``conditions`` list, a malformed DOE).
+        SimulationFailed: Any simulation failed or was canceled; the message lists every failed one.
+        WaitTimedOut: The batch did not finish within ``max_wait_seconds``; it keeps running in Ionworks.
+        IonworksRequestError: Ionworks refused a request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: The submission or a result download still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from pathlib import Path
+        from prefect import flow
+        from ionworks_prefect import run_simulation_batch
+
+        @flow
+        async def temperature_sweep(model_id: str, protocol_file: str = "protocols/1c-discharge.yaml") -> list[float]:
+            results = await run_simulation_batch({
+                "parameterized_model": model_id,
+                "protocol_experiment": {"protocol": Path(protocol_file).read_text(), "name": "1C discharge"},
+                "design_parameters_doe": {"sampling": "grid", "rows": [
+                    {"type": "discrete", "name": "Ambient temperature [K]", "values": [273.15, 298.15, 318.15]},
+                ]},
+            })
+            return [r.time_series["Time [s]"].max() for r in results]
+        ```
     """
     return await _run(config, credentials, True, max_wait_seconds, poll_schedule)

@@ -54,8 +54,40 @@ def assign_to_study(
 ) -> StudyAssignment:
     """Assign measurements and simulations to ``study`` (an id, or a name with ``by_name=True``).
 
-    Example:
-        >>> assign_to_study("RPT ageing 2026", [uploaded.id], by_name=True)
+    With ``by_name=True`` the project's study of that name is used, and created if there is none (a create
+    retried after a lost answer keeps the earliest study of that name and deletes the others). Assigning what a
+    study already holds changes nothing.
+
+    Args:
+        study: The study id, or its name when ``by_name`` is True.
+        measurement_ids: Ids of the measurements to assign.
+        simulation_ids: Ids of the simulations to assign.
+        credentials: An ``IonworksCredentials`` block, a saved block's name, or None for the ``IONWORKS_*``
+            environment.
+        by_name: Treat ``study`` as a study name, creating the study if needed.
+        project_id: Ionworks project of the study; the credentials' project by default.
+
+    Returns:
+        The :class:`StudyAssignment`: ``study_id`` and the ids assigned.
+
+    Raises:
+        InvalidResourceId: The study id or one of the measurement or simulation ids is empty or ``.``/``..``;
+            nothing was sent.
+        IonworksNotFound: The study, a measurement or a simulation does not exist.
+        IonworksRequestError: Ionworks refused a request (4xx) or answered in a way that cannot be used.
+        IonworksTransientError: A request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect import CellTarget, assign_to_study, upload_measurement
+
+        @flow
+        def file_rpt_into_study(csv_path: str) -> str:
+            rpt = upload_measurement(csv_path, CellTarget(specification="NMC811 21700", instance="cell-7"))
+            return assign_to_study("RPT ageing 2026", [rpt.id], by_name=True).study_id
+        ```
     """
     client = resolve_credentials(credentials).get_client()
     measurements = [path_segment(m, "Ionworks measurement id") for m in measurement_ids]

@@ -59,10 +59,43 @@ async def convert_protocol_files(
 ) -> list[TargetOutcome]:
     """Convert ``protocol`` (UCP YAML text or a file path) for each of ``targets`` into ``output_dir``.
 
-    ``nominal_capacity_ah`` lets targets that store absolute currents (Neware, BioLogic) resolve C-rates.
+    The protocol is validated first; then the targets are converted in parallel, each into
+    ``<output_dir>/<target>/``. A target Ionworks cannot produce is logged and reported with its reason, in the
+    result and in the ``protocol-conversion`` table artifact; the others still convert.
 
-    Example:
-        >>> outcomes = await convert_protocol_files(ucp_yaml, ["maccor", "novonix"], "out/")
+    Args:
+        protocol: UCP YAML text, or the path of a file holding it.
+        targets: Cycler formats to produce (``maccor``, ``arbin``, ``arbin_sdx``, ``neware``, ``biologic_bttest``,
+            ``novonix``).
+        output_dir: Directory that receives one subdirectory per target.
+        filename_stem: Stem of each primary file's name.
+        nominal_capacity_ah: The cell's rated capacity in A.h, so targets that store absolute currents (Neware,
+            BioLogic) can resolve C-rates.
+        credentials: The name of a saved ``IonworksCredentials`` block; None reads the ``IONWORKS_*`` variables.
+
+    Returns:
+        One :class:`TargetOutcome` per target, in the order given: ``status`` ``converted`` with the ``files``
+        written, or ``failed`` with the ``reason``.
+
+    Raises:
+        ProtocolInvalid: Ionworks says the protocol is not valid; nothing was converted.
+        IonworksRequestError: Ionworks refused the validation request (4xx) or answered in a way that cannot be
+            used.
+        IonworksTransientError: The validation request still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect.flows import convert_protocol_files
+
+        @flow
+        async def release_rpt_protocol():
+            outcomes = await convert_protocol_files("protocols/rpt.yaml", ["maccor", "biologic_bttest", "novonix"],
+                                                    "cycler-files", filename_stem="rpt", nominal_capacity_ah=5.0,
+                                                    credentials="ionworks")
+            return {o.target: o.files or o.reason for o in outcomes}
+        ```
     """
     text = read_protocol(protocol)
     validate_protocol(text, credentials, raise_if_invalid=True)

@@ -70,10 +70,37 @@ async def cycler_watcher(
 ) -> list[str]:
     """Announce the new files in ``directory``; ``cell`` (instance id or spec/instance) travels in the payload.
 
-    Returns the paths announced in this run.
+    Each new or rewritten file (by size and modification time) emits one ``ionworks.cycler.file_arrived`` event,
+    then the state file is updated. Hidden files and files modified less than ``settle_seconds`` ago are left for
+    a later run. Nothing is sent to Ionworks.
 
-    Example:
-        >>> await cycler_watcher("/lab/drop", cell={"specification": "NMC811", "instance": "cell-7"})
+    Args:
+        directory: The drop directory to scan (not its subdirectories, unless ``pattern`` reaches them).
+        cell: The cell the files belong to: an instance id or a :class:`CellTarget` (given to the event payload
+            as a dict); None leaves it to the consumer.
+        pattern: Glob pattern of the files to announce, within ``directory``.
+        state_file: Where what has been seen is kept; ``<directory>/.cycler-watcher.json`` by default.
+        settle_seconds: How long a file must be unmodified before it is announced.
+
+    Returns:
+        The absolute paths announced in this run.
+
+    Raises:
+        FileNotFoundError: ``directory`` (or the state file's directory) does not exist, so the state cannot be
+            written.
+        json.JSONDecodeError: The state file is not JSON.
+
+    Examples:
+        ```python
+        from prefect import flow
+        from ionworks_prefect.flows import cycler_watcher
+
+        @flow
+        async def watch_lab_drops():
+            for instance in ("cell-7", "cell-8"):
+                await cycler_watcher(f"/lab/drop/{instance}", pattern="*.mpt",
+                                     cell={"specification": "NMC811 21700", "instance": instance})
+        ```
     """
     root = Path(directory).expanduser().resolve()
     state = Path(state_file).expanduser() if state_file else root / STATE_FILE_NAME

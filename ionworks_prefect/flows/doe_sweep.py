@@ -118,11 +118,47 @@ async def doe_sweep(
 ) -> SweepSummary:
     """Run ``protocol`` (UCP YAML text) on ``model`` for every combination in ``grid``.
 
-    ``model`` is a parameterized-model id or config; ``experiment_parameters`` fill the protocol's
-    ``input[...]`` placeholders for every run.
+    The grid is expanded into one condition per combination (first parameter varying slowest) and run as one
+    batch (:func:`run_simulation_batch`). The flow publishes the ``doe-sweep`` table artifact (design values and
+    metrics per run) and the ``doe-sweep-plot`` markdown artifact (voltage curves, and discharge capacity against
+    the first design parameter).
 
-    Example:
-        >>> summary = await doe_sweep(ucp_yaml, {"Ambient temperature [K]": [273.15, 298.15]})
+    Args:
+        protocol: UCP YAML text.
+        grid: Design parameter name -> the values to try.
+        model: A parameterized-model id or config.
+        experiment_parameters: Values for the protocol's ``input[...]`` placeholders, the same for every run.
+        output_dir: Directory to also write the plot into, as ``doe-sweep.png``; None writes no file.
+        credentials: The name of a saved ``IonworksCredentials`` block; None reads the ``IONWORKS_*`` variables.
+        max_wait_seconds: How long to wait for the whole batch before giving up (it keeps running).
+
+    Returns:
+        The :class:`SweepSummary`: one :class:`SweepRun` per combination (design, metrics, voltage curve), in
+        grid order, and ``plot_file``, the PNG's absolute path when ``output_dir`` was given.
+
+    Raises:
+        InvalidSimulationConfig: The client refused the batch (a malformed model, protocol or parameters).
+        SimulationFailed: Any simulation of the sweep failed or was canceled; the message lists every failed one.
+        WaitTimedOut: The batch did not finish within ``max_wait_seconds``; it keeps running in Ionworks.
+        IonworksRequestError: Ionworks refused a request (4xx, e.g. an unknown model) or answered in a way that
+            cannot be used.
+        IonworksTransientError: The submission or a result download still failed after its retries.
+        InvalidCredentials: No API key or token, no saved block of that name, or a malformed API URL.
+
+    Examples:
+        ```python
+        from pathlib import Path
+        from prefect import flow
+        from ionworks_prefect.flows import doe_sweep
+
+        @flow
+        async def diffusivity_study():
+            summary = await doe_sweep(Path("protocols/1c-discharge.yaml").read_text(),
+                                      {"Negative particle diffusivity [m2.s-1]": [1e-14, 3e-14, 1e-13],
+                                       "Ambient temperature [K]": [273.15, 298.15]},
+                                      output_dir="sweeps/diffusivity")
+            return [(run.design, run.metrics.get("Discharge capacity [A.h]")) for run in summary.runs]
+        ```
     """
     conditions = grid_conditions(grid)
     config: dict[str, Any] = {"parameterized_model": model, "conditions": conditions,

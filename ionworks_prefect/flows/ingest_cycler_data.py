@@ -190,9 +190,22 @@ async def ingest_cycler_data(
         IngestFailed: no file could be ingested; the message names every file and its reason.
 
     Examples:
-        >>> report = await ingest_cycler_data(cell="1c4f...", files=["rpt-0.mpt", "rpt-1.mpt"])
-        >>> [f.reason for f in report.failed]
-        >>> await ingest_cycler_data(cell="1c4f...", directory="/lab/drop", reader={"*_CH*.csv": "arbin"})
+        ```python
+        from prefect import flow
+        from ionworks_prefect import CellTarget
+        from ionworks_prefect.flows import ingest_cycler_data
+
+        @flow
+        async def ingest_rpt_3():
+            cell = CellTarget(specification="NMC811 21700", instance="cell-7")
+            report = await ingest_cycler_data(cell=cell, files=["rpt-3/0p1C.mpt", "rpt-3/1C.mpt"],
+                                              tags=["rpt:RPT 3", "efc:300"], refit=True)
+            return [f.reason for f in report.failed]
+
+        @flow
+        async def ingest_arbin_drop():
+            await ingest_cycler_data(cell="1c4f...", directory="/lab/drop", reader={"*_CH*.csv": "arbin"})
+        ```
     """
     logger = get_run_logger()
     paths = collect_files(files, directory, pattern)
