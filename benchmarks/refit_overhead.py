@@ -40,11 +40,11 @@ def _upload(cell, frames) -> list[str]:
 
 def _script(client, measurement_ids: list[str]) -> float:
     """The same Ionworks calls as the flow's essentials, with the official client only."""
-    from ionworks_prefect.refit_pipeline import ageing_refit_pipeline, describe_refit_data
+    from ionworks_prefect.refit_pipeline import RefitData, ageing_refit_pipeline, with_validation
 
     started = time.perf_counter()
-    data = [describe_refit_data(client, mid, f"RPT 0 {rate}C") for mid, rate in zip(measurement_ids, ("0.5", "1"))]
-    submitted = client.pipeline.create(ageing_refit_pipeline(data))
+    data = [RefitData(name=f"RPT 0 {rate}C", measurement_id=mid) for mid, rate in zip(measurement_ids, ("0.5", "1"))]
+    submitted = client.pipeline.create(with_validation(ageing_refit_pipeline(data)))
     client.pipeline.wait_for_completion(submitted.id, timeout=900, poll_interval=1, verbose=False)
     client.pipeline.result(submitted.id)
     return time.perf_counter() - started
