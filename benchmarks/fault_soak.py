@@ -41,6 +41,8 @@ from tests.measurement_frames import discharge_frame  # noqa: E402
 DN = "Negative particle diffusivity [m2.s-1]"
 GOALS = {0.1: 1.0, 0.3: 0.95}
 SCHEDULE = PollSchedule(first=0.2, factor=1.5, ceiling=1.0)
+#: The faults a transient outage makes (the proxy can also refuse with a 409, which no retry may ride out).
+TRANSIENT_FAULTS = ("503", "429", "drop_before_forward", "drop_after_forward")
 
 
 def refit_config(measurement_id: str, label: str) -> iws.Pipeline:
@@ -110,7 +112,7 @@ def main() -> None:
             direct = Ionworks(api_url=sandbox.url, api_key=sandbox.api_key, project_id=sandbox.project_id)
             for rate in args.rates:
                 with FaultProxy(sandbox.url) as proxy:
-                    proxy.randomly(rate, seed=args.seed)
+                    proxy.randomly(rate, kinds=TRANSIENT_FAULTS, seed=args.seed)
                     credentials = IonworksCredentials(api_key=sandbox.api_key, api_url=proxy.url,
                                                       project_id=sandbox.project_id)
                     run = uuid.uuid4().hex[:8]
