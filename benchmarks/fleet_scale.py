@@ -7,6 +7,9 @@ the fleet's wall time and cells per minute, each cell's subflow time (median and
 is a fraction of a second), the overhead per cell (wall time x cells at once / cells), the sandbox's requests
 (all, per cell, per second overall and at the busiest second) and how many cells ran at once.
 
+The Prefect server is a `prefect server start` on a throwaway PostgreSQL (Prefect's test server on SQLite when
+PostgreSQL is not installed; with 200 cells at once SQLite stays locked).
+
     PYTHONPATH=. python benchmarks/fleet_scale.py [--cells 200] [--concurrency 8]
 """
 
@@ -15,10 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PIPELINE = """
@@ -57,6 +62,34 @@ async def _runs(parent_id) -> list:
             offset += 200
 
 
+@contextlib.contextmanager
+def _prefect_server(home: Path) -> Iterator[None]:
+    """A ``prefect server start`` on a throwaway PostgreSQL, as a fleet's server would run; Prefect's test server
+    (SQLite) when PostgreSQL is not installed. SQLite serialises every write: 200 cells at once keep it locked."""
+    from tests.postgres_server import PostgresServer, postgres_bindir
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        from prefect.testing.utilities import prefect_test_harness
+
+        print("server: Prefect's test server on SQLite (no PostgreSQL found)", flush=True)
+        with prefect_test_harness(server_startup_timeout=180):
+            yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.live_prefect import LivePrefect
+
+    with PostgresServer(bindir) as database:
+        server = LivePrefect(home, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url})
+        try:
+            print(f"server: prefect server start on PostgreSQL ({bindir.parent.name})", flush=True)
+            with temporary_settings({PREFECT_API_URL: server.api}):
+                yield
+        finally:
+            server.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=200)
@@ -67,7 +100,6 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["PREFECT_INTEGRATIONS_IONWORKS_FLEET_CONCURRENCY"] = str(args.concurrency)
     os.environ["PREFECT_INTEGRATIONS_IONWORKS_FLEET_CONCURRENCY_LIMIT"] = f"bench-fleet-{args.concurrency}"
     from ionworks import Ionworks
-    from prefect.testing.utilities import prefect_test_harness
 
     from ionworks_prefect import CellTarget, upload_measurement
     from ionworks_prefect.flows import fleet_refit
@@ -81,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         pipeline.write_text(PIPELINE)
         with LocalSandbox(Path(tmp) / "data", ["bench-key"], workers=2,
                           extra_args=["--request-log", str(log)]) as sandbox, \
-                prefect_test_harness(server_startup_timeout=180):
+                _prefect_server(Path(tmp) / "prefect"):
             os.environ.update(sandbox.client_env())
             client = Ionworks(api_url=sandbox.url, api_key="bench-key", project_id=sandbox.project_id, timeout=120)
             started = time.perf_counter()

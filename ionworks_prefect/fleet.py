@@ -3,8 +3,9 @@
 The fleet view is a markdown artifact with one row per cell and few columns: the cell (a link to the newest
 version of its report), its newest test and date, the verdict, the worst RMSE in mV and each parameter's newest
 value (4 significant figures, unit in the header, % change since the cell's first test, marked at a bound); why
-a cell's refit failed is listed under the table. Its rows are kept in a Prefect Variable per specification, so
-a single cell's refit updates its own row and the view is republished; a fleet run rewrites every row.
+a cell's refit failed is listed under the table. Each row is kept in a Prefect Variable of its own (a Variable
+holds at most 5,000 characters: one per specification would stop at about 20 cells), so a single cell's refit
+updates its own row and the view is republished; a fleet run rewrites every row and drops cells that are gone.
 
 Example:
     ```python
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from prefect import task
@@ -72,8 +74,47 @@ def fleet_key(specification: str) -> str:
     return f"fleet-{slug(specification)}"[:200]
 
 
-def _variable(specification: str) -> str:
-    return f"ionworks_fleet_{slug(specification).replace('-', '_')}"[:255]
+def _variable_prefix(specification: str) -> str:
+    digest = hashlib.sha256(specification.encode()).hexdigest()[:8]
+    return f"ionworks_fleet_{slug(specification).replace('-', '_')[:120]}_{digest}__"
+
+
+def _variable(specification: str, cell: str) -> str:
+    """The Variable holding one cell's row (slugs plus a digest of the exact name, so near-equal names differ)."""
+    digest = hashlib.sha256(cell.encode()).hexdigest()[:8]
+    return f"{_variable_prefix(specification)}{slug(cell).replace('-', '_')[:100]}_{digest}"
+
+
+async def _stored_rows(prefect: Any, specification: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Cell name -> (Variable name, row) of every row stored for ``specification``."""
+    prefix = _variable_prefix(specification)
+    query = {"name": {"like_": prefix}}  # the server matches it anywhere, "_" as any character: checked below
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    offset = 0
+    while True:
+        page = (await prefect.request("POST", "/variables/filter",
+                                      json={"variables": query, "offset": offset, "limit": 200})).json()
+        for variable in page:
+            value = variable.get("value") or {}
+            if variable["name"].startswith(prefix) and isinstance(value, dict) and isinstance(value.get("row"), dict):
+                found[value.get("cell", variable["name"])] = (variable["name"], value["row"])
+        if len(page) < 200:
+            return found
+        offset += 200
+
+
+async def _store_rows(specification: str, rows: dict[str, dict[str, Any]], stale: list[str]) -> None:
+    limit = asyncio.Semaphore(16)
+
+    async def store(cell: str, row: dict[str, Any]) -> None:
+        async with limit:
+            await Variable.aset(_variable(specification, cell), {"cell": cell, "row": row}, overwrite=True)
+
+    async def drop(name: str) -> None:
+        async with limit:
+            await Variable.aunset(name)
+
+    await asyncio.gather(*(store(c, r) for c, r in rows.items()), *(drop(n) for n in stale))
 
 
 def fleet_row(instance: str, fitted: FittedParameterSet, verdict: FitVerdict) -> dict[str, Any]:
@@ -137,10 +178,12 @@ async def publish_fleet_summary(specification: str, rows: dict[str, dict[str, An
             await publish_fleet_summary("NMC811 21700", {"cell-7": fleet_row("cell-7", fitted, verdict)})
         ```
     """
-    variable = _variable(specification)
-    kept = {} if replace else dict(await Variable.aget(variable, default=None) or {})
+    async with get_client() as prefect:
+        stored = await _stored_rows(prefect, specification)
+    stale = [name for cell, (name, _) in stored.items() if replace and cell not in rows]
+    kept = {} if replace else {cell: row for cell, (_, row) in stored.items()}
     kept.update(rows)
-    await Variable.aset(variable, kept, overwrite=True)
+    await _store_rows(specification, rows, stale)
     ordered = [kept[name] for name in sorted(kept)]
     links = await asyncio.to_thread(latest_artifact_links, [r[REPORT] for r in ordered if r.get(REPORT)])
     key = fleet_key(specification)

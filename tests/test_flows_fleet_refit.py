@@ -60,3 +60,22 @@ async def test_each_cell_is_its_own_run_and_a_failure_shows_in_the_fleet_state(c
     assert "[cell-b](http://" in rows["cell-b"] and f"/artifacts/artifact/{report.id})" in rows["cell-b"]
     value = float(rows["cell-a"].split("|")[5].split()[0])
     assert value == pytest.approx(TRUE_DN, rel=0.05)
+
+
+async def test_the_fleet_view_holds_hundreds_of_cells_and_single_cell_updates_merge():
+    """A Prefect Variable holds at most 5,000 characters: the rows of 300 cells are kept one Variable each."""
+    from ionworks_prefect.fleet import failed_row, fleet_key, publish_fleet_summary
+
+    spec = unique("big-fleet")
+    rows = {f"cell-{i:03d}": failed_row(f"cell-{i:03d}", f"reason {i} " + "x" * 40) for i in range(300)}
+    await publish_fleet_summary.fn(spec, rows, replace=True)
+    await publish_fleet_summary.fn(spec, {"cell-007": {**rows["cell-007"], "Verdict": "ok"}})  # one cell's refit
+    await publish_fleet_summary.fn(unique("other-fleet"), {"cell-007": rows["cell-007"]})  # another spec's cell
+
+    view = (await Artifact.aget(fleet_key(spec))).data
+    assert "300 cell(s), 299 flagged" in view and view.count("| cell-") == 300
+    assert re.search(r"\| cell-007 \|[^\n]*\| ok \|", view)
+
+    await publish_fleet_summary.fn(spec, {name: rows[name] for name in ("cell-001", "cell-002")}, replace=True)
+    view = (await Artifact.aget(fleet_key(spec))).data
+    assert "2 cell(s), 2 flagged" in view and view.count("| cell-") == 2
