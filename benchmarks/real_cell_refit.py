@@ -33,7 +33,10 @@ from ionworks import Ionworks
 
 from ionworks_prefect.local_sandbox import LocalSandbox
 from ionworks_prefect.refit_pipeline import (
-    VALIDATION_ELEMENT, RefitData, ageing_refit_pipeline, with_validation,
+    VALIDATION_ELEMENT,
+    RefitData,
+    ageing_refit_pipeline,
+    with_validation,
 )
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
