@@ -77,19 +77,21 @@ def test_submission_is_cached_and_reattached_not_repeated(client):
 
     @flow
     def nightly(force: bool = False):
-        return submit_pipeline(config, force=force, return_state=True)
+        """The task's state name and its result, read in the flow (a returned State would be read back from
+        the API, where results are not persisted)."""
+        state = submit_pipeline(config, force=force, return_state=True)
+        return state.name, state.result()
 
-    first, second = nightly(), nightly()
-    assert first.name == "Completed" and second.name == "Cached"
-    run = first.result()
-    assert second.result().id == run.id and not run.reattached
+    (first, run), (second, cached) = nightly(), nightly()
+    assert first == "Completed" and second == "Cached"
+    assert cached.id == run.id and not run.reattached
 
     uncached = submit_pipeline.with_options(cache_policy=NO_CACHE, refresh_cache=True)
     again = flow(lambda: uncached(config))()
     assert (again.id, again.reattached) == (run.id, True)  # found on the server by its content hash
     assert [p.id for p in _with_marker(client, run.config_hash)] == [run.id]
 
-    forced = nightly(force=True).result()
+    forced = nightly(force=True)[1]
     assert forced.id != run.id and f"{HASH_TAG_PREFIX}{run.config_hash[:12]} forced" in forced.description
     assert flow(lambda: uncached(config))().id == run.id  # the forced run does not replace the original
 
