@@ -183,7 +183,8 @@ async def publish_fleet_summary(specification: str, rows: dict[str, dict[str, An
     stale = [name for cell, (name, _) in stored.items() if replace and cell not in rows]
     kept = {} if replace else {cell: row for cell, (_, row) in stored.items()}
     kept.update(rows)
-    await _store_rows(specification, rows, stale)
+    changed = {cell: row for cell, row in rows.items() if cell not in stored or stored[cell][1] != row}
+    await _store_rows(specification, changed, stale)
     ordered = [kept[name] for name in sorted(kept)]
     links = await asyncio.to_thread(latest_artifact_links, [r[REPORT] for r in ordered if r.get(REPORT)])
     key = fleet_key(specification)

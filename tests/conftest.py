@@ -16,6 +16,7 @@ import pytest
 from ionworks_prefect.local_sandbox import LocalSandbox
 
 from .client_contract import ContractMonitor
+from .fault_proxy import FaultProxy
 from .postgres_server import PostgresServer, postgres_bindir
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -95,3 +96,18 @@ def prefect_database() -> Iterator[dict[str, str]]:
         return
     with PostgresServer(bindir) as database:
         yield {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url}
+
+
+@pytest.fixture(scope="module")
+def proxy(sandbox: LocalSandbox) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the sandbox (``tests/fault_proxy.py``), one per test module."""
+    with FaultProxy(sandbox.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def proxied(proxy: FaultProxy, sandbox: LocalSandbox):
+    """Credentials that reach the sandbox through :func:`proxy`."""
+    from ionworks_prefect import IonworksCredentials
+
+    return IonworksCredentials(api_key=sandbox.api_key, api_url=proxy.url, project_id=sandbox.project_id)

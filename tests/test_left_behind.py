@@ -8,27 +8,19 @@ import logging
 import pytest
 from prefect import flow
 
-from ionworks_prefect import IonworksCredentials, IonworksRequestError, assign_to_study, submit_pipeline
-from ionworks_prefect import upload_measurement
+from ionworks_prefect import (
+    IonworksRequestError,
+    assign_to_study,
+    submit_pipeline,
+    upload_measurement,
+)
 
-from .fault_proxy import FaultProxy
 from .measurement_frames import discharge_frame, new_instance, unique
 from .pipeline_configs import DN, entry_pipeline, fit_pipeline, synthetic
 from .sandbox_records import records
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 QUICK = {"retry_delay_seconds": [0.1, 0.2, 0.4], "retry_jitter_factor": 0}
-
-
-@pytest.fixture(scope="module")
-def proxy(sandbox):
-    with FaultProxy(sandbox.url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def proxied(proxy, sandbox) -> IonworksCredentials:
-    return IonworksCredentials(api_key=sandbox.api_key, api_url=proxy.url, project_id=sandbox.project_id)
 
 
 @pytest.mark.parametrize("fault, path", [

@@ -9,26 +9,14 @@ import pytest
 from prefect import flow
 from prefect.cache_policies import NO_CACHE
 
-from ionworks_prefect import IonworksCredentials, PollSchedule, submit_pipeline, upload_measurement, wait_for_pipeline
+from ionworks_prefect import PollSchedule, submit_pipeline, upload_measurement, wait_for_pipeline
 from ionworks_prefect.pipeline_config import HASH_TAG_PREFIX
 
-from .fault_proxy import FaultProxy
 from .measurement_frames import discharge_frame, new_instance, unique
 from .pipeline_configs import entry_pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 QUICK_RETRIES = {"retry_delay_seconds": [0.2, 0.4, 0.8], "retry_jitter_factor": 0}
-
-
-@pytest.fixture(scope="module")
-def proxy(sandbox):
-    with FaultProxy(sandbox.url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def proxied(proxy, sandbox) -> IonworksCredentials:
-    return IonworksCredentials(api_key=sandbox.api_key, api_url=proxy.url, project_id=sandbox.project_id)
 
 
 def _submit(config, credentials):
