@@ -8,6 +8,7 @@ re-queued with a note saying why.
 from __future__ import annotations
 
 import multiprocessing
+from collections import OrderedDict
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -19,6 +20,9 @@ from .store import Store, now_iso
 from .worker import worker_main
 
 TERMINAL = frozenset({"completed", "failed", "canceled"})
+#: Finished jobs never change, so the newest of them are kept decoded: a fit's output is ~0.6 MB of JSON, read
+#: again by every result, elements and series request.
+FINISHED_KEPT = 32
 FAILED = frozenset({"failed", "canceled"})
 WARM_IMPORTS = ("numpy", "polars", "pybamm")
 
@@ -70,6 +74,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._finished: OrderedDict[tuple[str, str | None], dict[str, Any]] = OrderedDict()
 
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,9 +117,20 @@ class JobRunner:
         return job
 
     def get(self, job_id: str, org_id: str | None = None) -> dict[str, Any]:
+        """The job's record (shared when finished: callers must not change it)."""
+        key = (job_id, org_id)
+        with self._lock:
+            if (cached := self._finished.get(key)) is not None:
+                self._finished.move_to_end(key)
+                return cached
         job = self.store.find("job", job_id, org_id=org_id)
         if job is None:
             raise not_found("Job", job_id)
+        if job["status"] in TERMINAL:
+            with self._lock:
+                self._finished[key] = job
+                while len(self._finished) > FINISHED_KEPT:
+                    self._finished.popitem(last=False)
         return job
 
     def cancel(self, job_id: str, org_id: str | None = None) -> dict[str, Any]:
@@ -134,6 +150,7 @@ class JobRunner:
 
     def delete(self, job_id: str) -> None:
         self.cancel(job_id)
+        self._forget(job_id)
         self.store.delete("job", job_id)
 
     # internals -----------------------------------------------------------------------------------------
@@ -168,7 +185,7 @@ class JobRunner:
             job = self.store.find("job", job_id)
             if job is None or job["status"] != "pending":
                 continue
-            self.store.update("job", job_id, {"status": "running", "started_at": now_iso()})
+            self._update(job_id, {"status": "running", "started_at": now_iso()})
             worker.job_id = job_id
             try:
                 worker.conn.send((job_id, job["handler"], job["payload"]))
@@ -194,7 +211,7 @@ class JobRunner:
                     worker.job_id = None
                 return
             if kind == "progress":
-                self.store.update("job", job_id, {"progress": data})
+                self._update(job_id, {"progress": data})
                 return
             worker.job_id = None
             if kind == "done":
@@ -219,7 +236,16 @@ class JobRunner:
             self._workers[index] = self._spawn()
 
     def _finish(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self.store.update("job", job_id, {**changes, "finished_at": now_iso()})
+        return self._update(job_id, {**changes, "finished_at": now_iso()})
+
+    def _update(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self._forget(job_id)
+        return self.store.update("job", job_id, changes)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._finished if k[0] == job_id]:
+                del self._finished[key]
 
 
 def _terminate(worker: _Worker) -> None:
