@@ -39,12 +39,12 @@ class PollSchedule:
 
     Example:
         >>> list(itertools.islice(PollSchedule().delays(), 4))
-        [0.2, 0.3, 0.45, 0.675]
+        [0.2, 0.3, 0.45, 0.5]
     """
 
     first: float = 0.2
     factor: float = 1.5
-    ceiling: float = 1.0
+    ceiling: float = 0.5
 
     def delays(self) -> Iterator[float]:
         """Yield the delay before each successive poll, forever."""
