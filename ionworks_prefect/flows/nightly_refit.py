@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
+from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
 from ionworks_prefect import (
@@ -51,7 +55,6 @@ from ionworks_prefect.history import (
     fit_marker,
     latest_per_test,
     list_fit_records,
-    read_fitted_sets,
 )
 from ionworks_prefect.pipelines import read_result
 from ionworks_prefect.refit_pipeline import (
@@ -66,12 +69,11 @@ from ionworks_prefect.refit_pipeline import (
     with_validation,
 )
 from ionworks_prefect.reports import warm_up_plotting
+from ionworks_prefect.results import PipelineResult
 from ionworks_prefect.retries import ionworks_task
 from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
 JOINT_TEST = "all tests (joint fit)"
-
-
 
 
 class NoMeasurements(IonworksPrefectError):
@@ -155,26 +157,52 @@ def _read_refit_state(cell: Union[str, CellTarget], credentials: Optional[str]) 
     return RefitState(cell=identity, tests=tests, records=list_fit_records(client, identity.instance_id))
 
 
-@ionworks_task(name="Read fitted history", description="The fitted set of every test of the cell, oldest first.")
-async def fitted_history(cell_instance_id: str, label: str, known: dict[str, FittedParameterSet],
-                         records: Optional[list[FitRecord]] = None, credentials: Optional[str] = None
-                         ) -> list[FittedParameterSet]:
-    """The newest successful fit of each test (``records``, else listed again), read from Ionworks; ``known`` sets
-    by pipeline id are reused."""
-    def read() -> list[FittedParameterSet]:
-        client = resolve_credentials(credentials).get_client()
-        listed = records if records is not None else list_fit_records(client, cell_instance_id)
-        return read_fitted_sets(client, latest_per_test(listed), label, known)
-
-    return await asyncio.to_thread(read)
-
-
-@ionworks_task(name="Read fitted set", description="One finished refit pipeline's fitted parameter set.")
-async def read_fitted_set(pipeline_id: str, label: str, credentials: Optional[str] = None) -> FittedParameterSet:
-    """The fitted set of one refit pipeline."""
+@ionworks_task(name="List fitted tests", description="The newest successful refit of each test of the cell.")
+async def list_fitted_tests(cell_instance_id: str, credentials: Optional[str] = None) -> list[FitRecord]:
+    """The newest successful refit pipeline of each test of the cell, oldest test first."""
     client = resolve_credentials(credentials).get_client()
-    result = await acall("fetch pipeline result", read_result, client, pipeline_id)
-    return FittedParameterSet.from_pipeline_result(result, cell=label)
+    return latest_per_test(await acall("list refit pipelines", list_fit_records, client, cell_instance_id))
+
+
+@dataclass
+class FinishedFit(CachePolicy):
+    """Cache key of a finished refit's fitted set: server, project, pipeline and the test it is labelled with.
+
+    A finished pipeline's result never changes, so an unchanged night reads its history from the result store
+    instead of from Ionworks; the night that fitted a set stores it (``result`` given).
+    """
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> Optional[str]:
+        block = resolve_credentials(inputs.get("credentials"))
+        return hash_objects(block.api_url, block.project_id,
+                            *(inputs.get(k) for k in ("pipeline_id", "label", "test", "tested_at",
+                                                      "equivalent_full_cycles")))
+
+
+@ionworks_task(name="Read fitted set", description="One finished refit pipeline's fitted parameter set.",
+               cache_policy=FinishedFit(), persist_result=True)
+async def read_fitted_set(pipeline_id: str, label: str, test: Optional[str] = None,
+                          tested_at: Optional[datetime] = None, equivalent_full_cycles: Optional[float] = None,
+                          credentials: Optional[str] = None, result: Optional[PipelineResult] = None,
+                          config: Optional[dict] = None) -> FittedParameterSet:
+    """The fitted set of one finished refit pipeline, from ``result`` (with its submitted ``config``) when the
+    fit has just finished, else read from Ionworks."""
+    if result is None:
+        client = resolve_credentials(credentials).get_client()
+        result = await acall("fetch pipeline result", read_result, client, pipeline_id)
+    return FittedParameterSet.from_pipeline_result(result, cell=label, config=config, test=test, tested_at=tested_at,
+                                                   equivalent_full_cycles=equivalent_full_cycles)
+
+
+async def _fitted_history(records: list[FitRecord], label: str, known: dict[str, FittedParameterSet],
+                          credentials: Optional[str]) -> list[FittedParameterSet]:
+    """The fitted set of each record, oldest test first; ``known`` sets by pipeline id are not read again."""
+    async def one(record: FitRecord) -> FittedParameterSet:
+        return known.get(record.pipeline_id) or await read_fitted_set(
+            record.pipeline_id, label, record.test, record.tested_at, record.equivalent_full_cycles, credentials)
+
+    return list(await asyncio.gather(*(one(r) for r in records)))
 
 
 @task(name="Judge fits", cache_policy=NO_CACHE)
@@ -229,9 +257,8 @@ async def _fit(test: CellTest, recipe: dict, build: dict[str, Any], label: str, 
     submitted = {**config, "name": f"Refit {label} · {test.label}"[:200],
                  "description": f"Refit of {label}, test {test.label} {marker}"}
     result = await run_pipeline(submitted, credentials, cell=test.cell_instance_id, max_wait_seconds=max_wait_seconds)
-    return FittedParameterSet.from_pipeline_result(result, cell=label, config=config, test=test.label,
-                                                   tested_at=test.tested_at,
-                                                   equivalent_full_cycles=test.equivalent_full_cycles)
+    return await read_fitted_set(result.pipeline_id, label, test.label, test.tested_at, test.equivalent_full_cycles,
+                                 credentials, result=result, config=config)
 
 
 async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, str], build: dict[str, Any], label: str,
@@ -277,7 +304,7 @@ async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, st
     later_recipe = {**recipe, "ocp_from": baseline_id}
     later_todo = [t for t in later if fit_key(t, later_recipe) not in done]
     if later_todo:
-        baseline = fitted.get(baseline_id) or await read_fitted_set(baseline_id, label, credentials)
+        baseline = fitted.get(baseline_id) or await read_fitted_set(baseline_id, label, credentials=credentials)
         await attempt(later_todo, later_recipe, {p.name: p.value for p in baseline.parameters if p.curve})
     return fitted, failures, due + len(later_todo)
 
@@ -351,12 +378,13 @@ async def nightly_refit(
                                                  state.done, build, label, credentials, max_wait_seconds)
     if not due:
         logger.info("All %d test(s) of %s are fitted already; nothing submitted.", len(tests), label)
-        history = await fitted_history(identity.instance_id, label, {}, state.records, credentials)
+        history = await _fitted_history(latest_per_test(state.records), label, {}, credentials)
         await publish_unchanged(history[-1])
         return CellRefit(cell=identity, fitted=history[-1], verdict=assess_fit(history, **rules), new_fits=0,
                          tests=len(history))
     logger.info("%s: %d new fit(s), %d failed, of %d test(s)", label, len(fitted), len(failures), len(tests))
-    history = await fitted_history(identity.instance_id, label, fitted, credentials=credentials)
+    history = await _fitted_history(await list_fitted_tests(identity.instance_id, credentials), label, fitted,
+                                    credentials)
     if not history:
         raise RefitFailed(f"No test of {label} could be fitted: " + "; ".join(failures))
     judged = await judge_fits(history, list(fitted), identity.instance_id, rules)
