@@ -69,7 +69,6 @@ from ionworks_prefect.refit_pipeline import (
     with_validation,
 )
 from ionworks_prefect.reports import warm_up_plotting
-from ionworks_prefect.results import PipelineResult
 from ionworks_prefect.retries import ionworks_task
 from ionworks_prefect.verdicts import FitVerdict, assess_fit
 
@@ -169,7 +168,7 @@ class FinishedFit(CachePolicy):
     """Cache key of a finished refit's fitted set: server, project, pipeline and the test it is labelled with.
 
     A finished pipeline's result never changes, so an unchanged night reads its history from the result store
-    instead of from Ionworks; the night that fitted a set stores it (``result`` given).
+    instead of from Ionworks; the night that fitted a set stores it (``fitted`` given).
     """
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
@@ -184,14 +183,15 @@ class FinishedFit(CachePolicy):
                cache_policy=FinishedFit(), persist_result=True)
 async def read_fitted_set(pipeline_id: str, label: str, test: Optional[str] = None,
                           tested_at: Optional[datetime] = None, equivalent_full_cycles: Optional[float] = None,
-                          credentials: Optional[str] = None, result: Optional[PipelineResult] = None,
-                          config: Optional[dict] = None) -> FittedParameterSet:
-    """The fitted set of one finished refit pipeline, from ``result`` (with its submitted ``config``) when the
-    fit has just finished, else read from Ionworks."""
-    if result is None:
-        client = resolve_credentials(credentials).get_client()
-        result = await acall("fetch pipeline result", read_result, client, pipeline_id)
-    return FittedParameterSet.from_pipeline_result(result, cell=label, config=config, test=test, tested_at=tested_at,
+                          credentials: Optional[str] = None, fitted: Optional[FittedParameterSet] = None
+                          ) -> FittedParameterSet:
+    """The fitted set of one finished refit pipeline, read from Ionworks; ``fitted``, the set of a fit that has
+    just finished, is stored as it is (a task input is walked by Prefect, so it is the set, not its result)."""
+    if fitted is not None:
+        return fitted
+    client = resolve_credentials(credentials).get_client()
+    result = await acall("fetch pipeline result", read_result, client, pipeline_id)
+    return FittedParameterSet.from_pipeline_result(result, cell=label, test=test, tested_at=tested_at,
                                                    equivalent_full_cycles=equivalent_full_cycles)
 
 
@@ -257,8 +257,11 @@ async def _fit(test: CellTest, recipe: dict, build: dict[str, Any], label: str, 
     submitted = {**config, "name": f"Refit {label} · {test.label}"[:200],
                  "description": f"Refit of {label}, test {test.label} {marker}"}
     result = await run_pipeline(submitted, credentials, cell=test.cell_instance_id, max_wait_seconds=max_wait_seconds)
+    fitted = FittedParameterSet.from_pipeline_result(result, cell=label, config=config, test=test.label,
+                                                     tested_at=test.tested_at,
+                                                     equivalent_full_cycles=test.equivalent_full_cycles)
     return await read_fitted_set(result.pipeline_id, label, test.label, test.tested_at, test.equivalent_full_cycles,
-                                 credentials, result=result, config=config)
+                                 credentials, fitted=fitted)
 
 
 async def _fit_new_tests(tests: list[CellTest], recipe: dict, done: dict[str, str], build: dict[str, Any], label: str,
