@@ -110,7 +110,7 @@ def _ingest(csv: str, env: dict[str, str], warm_up: str) -> dict:
 
 def _server_parts(parquet: Path) -> dict[str, float]:
     """The sandbox's processing steps timed in this process on the same parquet file."""
-    from ionworks_sandbox.measurement_processing import cycle_table, data_digest, derive_steps, read_time_series
+    from ionworks_sandbox.measurement_processing import cycle_table, derive_steps, file_digest, read_time_series
 
     parts = {}
     t = time.perf_counter()
@@ -123,7 +123,7 @@ def _server_parts(parquet: Path) -> dict[str, float]:
     cycle_table(steps)
     parts["cycles"] = time.perf_counter() - t
     t = time.perf_counter()
-    data_digest(frame)
+    file_digest(parquet, frame)
     parts["digest"] = time.perf_counter() - t
     return parts
 

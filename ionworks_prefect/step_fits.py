@@ -24,6 +24,8 @@ import numpy as np
 import polars as pl
 from ionworks import validators
 
+#: Rows of steps solved together.
+BATCH_ROWS = 131_072
 #: The client's small numbers in ``positive_current_is_charge`` / ``_fit_ecm_convention``.
 _EPS, _SPAN_EPS = 1e-10, 1e-12
 #: Relative closeness to a tie or a threshold that sends a step to the client's own test.
@@ -137,6 +139,9 @@ def step_votes(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, start
                ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``positive_current_is_charge(time[s:e], current[s:e], voltage[s:e])`` for each step ``[s, e)``.
 
+    Steps are solved in batches of about :data:`BATCH_ROWS` rows, so the working arrays stay a few MB whatever
+    the length of the series.
+
     Returns:
         ``(is_charge, p_value)``, one entry per step.
 
@@ -144,6 +149,16 @@ def step_votes(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, start
         >>> step_votes(t, i, v, np.array([0, 2000]), np.array([2000, 4000]))
         (array([False, False]), array([0.0012, 0.0009]))
     """
+    if len(starts) == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0)
+    batch = np.cumsum(ends - starts) // BATCH_ROWS
+    cuts = np.flatnonzero(np.diff(batch)) + 1
+    votes = [_batch_votes(time, current, voltage, s, e) for s, e in zip(np.split(starts, cuts), np.split(ends, cuts))]
+    return np.concatenate([v[0] for v in votes]), np.concatenate([v[1] for v in votes])
+
+
+def _batch_votes(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, starts: np.ndarray,
+                 ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     steps = _Steps(starts, ends)
     t, i, v = time[steps.rows], current[steps.rows], voltage[steps.rows]
     first = np.zeros(len(t), dtype=bool)
