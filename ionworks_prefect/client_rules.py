@@ -22,7 +22,7 @@ import polars as pl
 from ionworks import validators
 from scipy.integrate import trapezoid
 
-from .step_fits import segment_sums, step_votes
+from .step_fits import step_votes
 
 STEP = "Step count"
 #: The client's threshold: the vote fails when this share of the weighted evidence says positive is charge.
@@ -74,22 +74,19 @@ def _vote_steps(frame: pl.DataFrame, current_col: str, voltage_col: str,
 def _weights(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, starts: np.ndarray, ends: np.ndarray,
              exact: bool) -> tuple[float, float]:
     """(charge weight, discharge weight) of the client's vote over the given steps: each step's fit solved at
-    once, or, with ``exact``, each step with the client's own per-step test as its loop does."""
+    once, or, with ``exact``, each step with the client's own per-step test as its loop does (steps that moved
+    no charge are skipped there, and weigh nothing here)."""
     if exact:
         charge_passed = np.array([float(trapezoid(np.abs(current[s:e]), time[s:e])) for s, e in zip(starts, ends)])
-    else:
-        pieces = np.diff(time) * (np.abs(current[1:]) + np.abs(current[:-1])) / 2.0
-        charge_passed = segment_sums(pieces, starts, ends - 1)
-    moved = charge_passed > 0
-    starts, ends, charge_passed = starts[moved], ends[moved], charge_passed[moved]
-    if exact:
+        moved = charge_passed > 0
+        starts, ends, charge_passed = starts[moved], ends[moved], charge_passed[moved]
         votes = [validators.positive_current_is_charge(time[s:e], current[s:e], voltage[s:e])
                  for s, e in zip(starts, ends)]
         is_charge = np.array([vote[0] for vote in votes], dtype=bool)
         p_value = np.array([vote[1] for vote in votes], dtype=float)
     else:
-        is_charge, p_value = step_votes(time, current, voltage, starts, ends)
-    weight = (1.0 - p_value) * charge_passed
+        is_charge, p_value, charge_passed = step_votes(time, current, voltage, starts, ends)
+    weight = np.where(charge_passed > 0, (1.0 - p_value) * charge_passed, 0.0)
     return float(weight[is_charge].sum()), float(weight[~is_charge].sum())
 
 

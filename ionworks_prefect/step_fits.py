@@ -36,18 +36,6 @@ _ROUNDING = 1e-12
 _SINGULAR = 1e-10
 
 
-def segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``values[s:e].sum()`` for each non-empty, ordered, non-overlapping segment ``[s, e)``.
-
-    Example:
-        >>> segment_sums(np.arange(6.0), np.array([0, 3]), np.array([2, 6]))
-        array([ 1., 12.])
-    """
-    bounds = np.empty(2 * len(starts), dtype=np.intp)
-    bounds[0::2], bounds[1::2] = starts, ends
-    return np.add.reduceat(np.append(values, 0.0), bounds)[0::2]
-
-
 class _Steps:
     """Rows of the fitted steps, packed one after the other, and per-step reductions over them."""
 
@@ -136,35 +124,38 @@ def _fit(steps: _Steps, soc: np.ndarray, k: np.ndarray, voltage: np.ndarray, v_l
 
 
 def step_votes(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, starts: np.ndarray,
-               ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``positive_current_is_charge(time[s:e], current[s:e], voltage[s:e])`` for each step ``[s, e)``.
+               ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``positive_current_is_charge(time[s:e], current[s:e], voltage[s:e])`` for each step ``[s, e)``, and the
+    charge it moved (``trapezoid(abs(current[s:e]), time[s:e])``, the vote's weight).
 
     Steps are solved in batches of about :data:`BATCH_ROWS` rows, so the working arrays stay a few MB whatever
     the length of the series.
 
     Returns:
-        ``(is_charge, p_value)``, one entry per step.
+        ``(is_charge, p_value, charge_passed)``, one entry per step.
 
     Example:
         >>> step_votes(t, i, v, np.array([0, 2000]), np.array([2000, 4000]))
-        (array([False, False]), array([0.0012, 0.0009]))
+        (array([False, False]), array([0.0012, 0.0009]), array([0.555, 0.555]))
     """
     if len(starts) == 0:
-        return np.zeros(0, dtype=bool), np.zeros(0)
+        return np.zeros(0, dtype=bool), np.zeros(0), np.zeros(0)
     batch = np.cumsum(ends - starts) // BATCH_ROWS
     cuts = np.flatnonzero(np.diff(batch)) + 1
     votes = [_batch_votes(time, current, voltage, s, e) for s, e in zip(np.split(starts, cuts), np.split(ends, cuts))]
-    return np.concatenate([v[0] for v in votes]), np.concatenate([v[1] for v in votes])
+    return tuple(np.concatenate([vote[k] for vote in votes]) for k in range(3))
 
 
 def _batch_votes(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, starts: np.ndarray,
-                 ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     steps = _Steps(starts, ends)
     t, i, v = time[steps.rows], current[steps.rows], voltage[steps.rows]
     first = np.zeros(len(t), dtype=bool)
     first[steps.offsets] = True
-    # Charge through each step from its start (the client's cumulative_trapezoid of the current).
-    pieces = np.where(first, 0.0, np.diff(t, prepend=t[0]) * (i + np.roll(i, 1)) / 2.0)
+    # Charge through each step from its start (the client's cumulative_trapezoid of the current), and moved.
+    dt = np.diff(t, prepend=t[0])
+    charge_passed = steps.sum(np.where(first, 0.0, dt * (np.abs(i) + np.abs(np.roll(i, 1))) / 2.0))
+    pieces = np.where(first, 0.0, dt * (i + np.roll(i, 1)) / 2.0)
     charge = steps.cumulative(pieces)
     q_low, q_high = np.minimum.reduceat(charge, steps.offsets), np.maximum.reduceat(charge, steps.offsets)
     v_low, v_high = np.minimum.reduceat(v, steps.offsets), np.maximum.reduceat(v, steps.offsets)
@@ -196,4 +187,4 @@ def _batch_votes(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, sta
         s, e = starts[index], ends[index]
         is_charge[index], p_value[index] = validators.positive_current_is_charge(time[s:e], current[s:e],
                                                                                  voltage[s:e])
-    return is_charge, p_value
+    return is_charge, p_value, charge_passed

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 from ionworks.validators import MeasurementValidationError, positive_current_is_charge, validate_measurement_data
+from scipy.integrate import trapezoid
 
 from ionworks_prefect.client_rules import _sign_vote_passes, _vote_steps, client_rule_issues
 from ionworks_prefect.cycler_files import read_measurement_file
@@ -89,9 +90,11 @@ def _random_steps(seed: int, count: int = 600) -> tuple[np.ndarray, ...]:
     return np.concatenate(times), np.concatenate(currents), np.concatenate(voltages), ends - lengths, ends
 
 
-def _client_votes(time, current, voltage, starts, ends) -> tuple[np.ndarray, np.ndarray]:
+def _client_votes(time, current, voltage, starts, ends) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The client's per-step test and its loop's weight (``trapezoid(|I|, t)``), step by step."""
     votes = [positive_current_is_charge(time[s:e], current[s:e], voltage[s:e]) for s, e in zip(starts, ends)]
-    return np.array([v[0] for v in votes]), np.array([v[1] for v in votes])
+    moved = [trapezoid(np.abs(current[s:e]), time[s:e]) for s, e in zip(starts, ends)]
+    return np.array([v[0] for v in votes]), np.array([v[1] for v in votes]), np.array(moved)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -99,9 +102,9 @@ def test_all_steps_solved_at_once_vote_as_the_clients_per_step_test(seed):
     """Same verdict for every step; confidence within the client's bvls tolerance (it stops near the optimum the
     closed form finds exactly: a few 1e-4 on steps of a handful of rows, far less elsewhere)."""
     steps = _random_steps(seed)
-    is_charge, p_value = step_votes(*steps)
-    client_is_charge, client_p_value = _client_votes(*steps)
-    assert (is_charge == client_is_charge).all()
+    is_charge, p_value, moved = step_votes(*steps)
+    client_is_charge, client_p_value, client_moved = _client_votes(*steps)
+    assert (is_charge == client_is_charge).all() and np.allclose(moved, client_moved, rtol=1e-12, atol=0)
     assert np.abs(p_value - client_p_value).max() < 1e-3
     assert np.median(np.abs(p_value - client_p_value)) < 1e-9
 
@@ -112,16 +115,17 @@ def test_all_steps_solved_at_once_vote_as_the_client_on_real_files(name):
     frame = read_measurement_file(REAL / name)
     for data in (frame, frame.with_columns(-pl.col(CURRENT))):
         steps = _vote_steps(data, CURRENT, VOLTAGE, TIME)
-        is_charge, p_value = step_votes(*steps)
-        client_is_charge, client_p_value = _client_votes(*steps)
+        is_charge, p_value, moved = step_votes(*steps)
+        client_is_charge, client_p_value, client_moved = _client_votes(*steps)
         assert (is_charge == client_is_charge).all() and np.abs(p_value - client_p_value).max() < 1e-9
+        assert np.allclose(moved, client_moved, rtol=1e-12, atol=0)
 
 
 def test_the_vote_on_a_large_cycler_series_matches_the_client():
     """Exactly constant currents (the fit's current column collinear with its intercept) on 500 steps."""
     frame = cycling(steps=500, rows=400, seed=6)
     steps = _vote_steps(frame, CURRENT, VOLTAGE, TIME)
-    is_charge, p_value = step_votes(*steps)
-    client_is_charge, client_p_value = _client_votes(*steps)
+    is_charge, p_value, _ = step_votes(*steps)
+    client_is_charge, client_p_value, _ = _client_votes(*steps)
     assert (is_charge == client_is_charge).all() and np.abs(p_value - client_p_value).max() < 1e-9
     assert _sign_vote_passes(frame) and not _sign_vote_passes(frame.with_columns(-pl.col(CURRENT)))
