@@ -6,9 +6,11 @@ charge-weighted vote. In ionworks-api 0.38 that function selects each step with 
 the whole series (rows x steps), and fits each step with ``lsq_linear(method="bvls")`` (about 3 ms a step).
 :func:`client_rule_issues` runs the same five checks, and the same vote over the same steps, with every step's
 fit solved at once (:mod:`ionworks_prefect.step_fits`); steps that solution cannot vouch for are fitted with the
-client's own per-step test (``positive_current_is_charge``). When the vote passes, the client's function would
-have passed too (same steps, same tolerances, same weights, same 25 % threshold); when it does not, the client's
-own function is run to produce its exact issue.
+client's own per-step test (``positive_current_is_charge``). Same steps, tolerances, weights and 25 %
+threshold; the confidences differ from bvls's only within its stopping tolerance, and a share within
+:data:`RECOUNT_MARGIN` of the threshold is recounted with the client's per-step test on every step. So when the
+vote passes, the client's function would have passed too; when it does not, the client's own function is run
+to produce its exact issue.
 
 Example:
     >>> client_rule_issues(frame)
