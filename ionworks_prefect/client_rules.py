@@ -3,11 +3,14 @@
 ``ionworks.validators.validate_measurement_data(frame)`` (non-strict, cycler data) runs five public checks plus
 ``validate_positive_current_is_discharge``, which fits an OCV-R model to every non-rest step and takes a
 charge-weighted vote. In ionworks-api 0.38 that function selects each step with ``step_groups == step_id`` over
-the whole series, so its cost grows with rows x steps: 1,000,000 rows of 2,000-row steps take about 0.4 s,
-5,000,000 rows about 10 s. :func:`client_rule_issues` runs the same five checks, and the same vote over the
-same steps with the client's own per-step test (``positive_current_is_charge``) on contiguous slices, in one
-pass. When the vote passes, the client's function would have passed too (same steps, same tolerances, same
-weights, same 25 % threshold); when it does not, the client's own function is run to produce its exact issue.
+the whole series (rows x steps), and fits each step with ``lsq_linear(method="bvls")`` (about 3 ms a step).
+:func:`client_rule_issues` runs the same five checks, and the same vote over the same steps, with every step's
+fit solved at once (:mod:`ionworks_prefect.step_fits`); steps that solution cannot vouch for are fitted with the
+client's own per-step test (``positive_current_is_charge``). Same steps, tolerances, weights and 25 %
+threshold; the confidences differ from bvls's only within its stopping tolerance, and a share within
+:data:`RECOUNT_MARGIN` of the threshold is recounted with the client's per-step test on every step. So when the
+vote passes, the client's function would have passed too; when it does not, the client's own function is run
+to produce its exact issue.
 
 Example:
     >>> client_rule_issues(frame)
@@ -21,19 +24,29 @@ import polars as pl
 from ionworks import validators
 from scipy.integrate import trapezoid
 
+from .step_fits import step_votes
+
 STEP = "Step count"
+#: The client's threshold: the vote fails when this share of the weighted evidence says positive is charge.
+CHARGE_SHARE = 0.25
+#: Shares this close to the threshold are recounted with the client's per-step test on every step. The
+#: client's bvls stops within a tolerance of the optimum that :func:`step_votes` solves exactly; the two
+#: confidence values of a step differ by at most a few 1e-4, so the vote's share by less than this.
+RECOUNT_MARGIN = 0.01
 
 
-def _sign_vote_passes(frame: pl.DataFrame, current_col: str = "Current [A]", voltage_col: str = "Voltage [V]",
-                      time_col: str = "Time [s]") -> bool:
-    """True when ``validate_positive_current_is_discharge(frame, step_col="Step count")`` returns no issue.
+def _vote_steps(frame: pl.DataFrame, current_col: str, voltage_col: str,
+                time_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Time, current, voltage and the [start, end) rows of each step the client's vote fits; None if none.
 
-    Mirrors that function line for line (defaults ``rest_tol=1e-3``, ``relative_rest_tol_frac=0.02``,
-    ``relative_rest_tol_percentile=95``), with each step taken as a slice of its contiguous rows.
+    Mirrors ``validate_positive_current_is_discharge(frame, step_col="Step count")`` up to its loop (defaults
+    ``rest_tol=1e-3``, ``relative_rest_tol_frac=0.02``, ``relative_rest_tol_percentile=95``), each step taken
+    as a slice of its contiguous rows; steps of fewer than two rows are dropped, as its loop skips them.
     """
     if any(c not in frame.columns for c in (current_col, voltage_col, time_col)):
-        return True
-    current, voltage, time = (frame.get_column(c).to_numpy() for c in (current_col, voltage_col, time_col))
+        return None
+    current, voltage, time = (frame.get_column(c).cast(pl.Float64).to_numpy() for c in (current_col, voltage_col,
+                                                                                        time_col))
     step_values = frame.get_column(STEP).to_numpy() if STEP in frame.columns else None
     timed = ~np.isnan(time)
     if not timed.all():
@@ -41,36 +54,59 @@ def _sign_vote_passes(frame: pl.DataFrame, current_col: str = "Current [A]", vol
         if step_values is not None:
             step_values = step_values[timed]
     if len(current) == 0:
-        return True
+        return None
     abs_current = np.abs(current)
     relative_rest_tol = max(0.02 * float(np.percentile(abs_current, 95.0)), 1e-12)
     rest_tol = min(1e-3, relative_rest_tol)
     if step_values is None:
         max_abs = np.max(abs_current)
         if max_abs == 0:
-            return True
+            return None
         normalized = current / max_abs
         step_values = np.sign(normalized * (np.abs(normalized) > rest_tol))
-    starts = np.flatnonzero(np.concatenate([[True], np.diff(step_values) != 0]))
+    starts = np.flatnonzero(np.concatenate([[True], step_values[1:] != step_values[:-1]]))
     ends = np.append(starts[1:], len(current))
-    sums = np.add.reduceat(current, starts)
-    mean_current = sums / (ends - starts)
-    charge_weight = discharge_weight = 0.0
-    for start, end in zip(starts[np.abs(mean_current) >= rest_tol], ends[np.abs(mean_current) >= rest_tol]):
-        if end - start < 2:
-            continue
-        t_step, i_step = time[start:end], current[start:end]
-        charge_passed = float(trapezoid(np.abs(i_step), t_step))
-        if charge_passed <= 0:
-            continue
-        is_charge, p_value = validators.positive_current_is_charge(t_step, i_step, voltage[start:end])
-        weight = (1.0 - p_value) * charge_passed
-        if is_charge:
-            charge_weight += weight
-        else:
-            discharge_weight += weight
-    total = charge_weight + discharge_weight
-    return total <= 0 or charge_weight / total < 0.25
+    mean_current = np.add.reduceat(current, starts) / (ends - starts)
+    fitted = (np.abs(mean_current) >= rest_tol) & (ends - starts >= 2)
+    if not fitted.any():
+        return None
+    return time, current, voltage, starts[fitted], ends[fitted]
+
+
+def _weights(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+             exact: bool) -> tuple[float, float]:
+    """(charge weight, discharge weight) of the client's vote over the given steps: each step's fit solved at
+    once, or, with ``exact``, each step with the client's own per-step test as its loop does (steps that moved
+    no charge are skipped there, and weigh nothing here)."""
+    if exact:
+        charge_passed = np.array([float(trapezoid(np.abs(current[s:e]), time[s:e])) for s, e in zip(starts, ends)])
+        moved = charge_passed > 0
+        starts, ends, charge_passed = starts[moved], ends[moved], charge_passed[moved]
+        votes = [validators.positive_current_is_charge(time[s:e], current[s:e], voltage[s:e])
+                 for s, e in zip(starts, ends)]
+        is_charge = np.array([vote[0] for vote in votes], dtype=bool)
+        p_value = np.array([vote[1] for vote in votes], dtype=float)
+    else:
+        is_charge, p_value, charge_passed = step_votes(time, current, voltage, starts, ends)
+    weight = np.where(charge_passed > 0, (1.0 - p_value) * charge_passed, 0.0)
+    return float(weight[is_charge].sum()), float(weight[~is_charge].sum())
+
+
+def _sign_vote_passes(frame: pl.DataFrame, current_col: str = "Current [A]", voltage_col: str = "Voltage [V]",
+                      time_col: str = "Time [s]") -> bool:
+    """True when ``validate_positive_current_is_discharge(frame, step_col="Step count")`` returns no issue."""
+    steps = _vote_steps(frame, current_col, voltage_col, time_col)
+    if steps is None:
+        return True
+    for exact in (False, True):
+        charge_weight, discharge_weight = _weights(*steps, exact=exact)
+        total = charge_weight + discharge_weight
+        if total <= 0:
+            return True
+        share = charge_weight / total
+        if abs(share - CHARGE_SHARE) > RECOUNT_MARGIN:
+            return share < CHARGE_SHARE
+    return share < CHARGE_SHARE
 
 
 def client_rule_issues(frame: pl.DataFrame) -> list[validators.ValidationIssue]:

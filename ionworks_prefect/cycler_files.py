@@ -291,19 +291,6 @@ def _read_ionworks_csv(file: Path) -> pl.DataFrame:
         raise _located_parse_error(file, exc, options["separator"], options["decimal_comma"]) from None
 
 
-def sink_ionworks_csv(file: Path, target: Path) -> None:
-    """Convert an Ionworks-style CSV to parquet in one streaming pass, never holding the table in memory.
-
-    Raises:
-        InvalidMeasurementError: a duplicated header or text in a numeric column (named with its row).
-    """
-    options = _ionworks_csv_options(file)
-    try:
-        pl.scan_csv(file, **options).sink_parquet(target)
-    except pl.exceptions.PolarsError as exc:
-        raise _located_parse_error(file, exc, options["separator"], options["decimal_comma"]) from None
-
-
 def _located_parse_error(file: Path, exc: Exception, separator: str, decimal_comma: bool) -> InvalidMeasurementError:
     """Name the column, row and text behind a polars parse failure (the file re-read as text, on failure only)."""
     match = _POLARS_PARSE.search(str(exc))

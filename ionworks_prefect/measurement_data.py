@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from .cycler_files import IONWORKS, ReaderChoice, detect_format, read_measurement_file, reader_for, sink_ionworks_csv
+from .cycler_files import IONWORKS, ReaderChoice, detect_format, read_measurement_file, reader_for
 from .exceptions import InvalidMeasurementError
 
 FrameLike = Union[pl.DataFrame, pd.DataFrame]
@@ -134,30 +135,38 @@ def select_cycles(frame: pl.DataFrame, cycles: tuple[int, int], *, file: str | N
 class StagedMeasurement:
     """A time series ready to upload: a parquet file, and the frame when it is in memory anyway.
 
-    ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file, so a large file is
-    checked and digested column by column instead of being loaded whole.
+    ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file when an Ionworks
+    parquet file is sent as it is. ``path`` is the file to send; a frame's file is written in the background
+    (beside the checks and the digest), and ``path`` waits for it.
     """
 
-    path: Path
+    file: Path
     source: Optional[str]
     frame: Optional[pl.DataFrame] = None
+    writing: Optional[Future] = None
+
+    @property
+    def path(self) -> Path:
+        if self.writing is not None:
+            self.writing.result()
+        return self.file
 
     @property
     def table(self) -> pl.LazyFrame:
-        return self.frame.lazy() if self.frame is not None else pl.scan_parquet(self.path)
+        return self.frame.lazy() if self.frame is not None else pl.scan_parquet(self.file)
 
     @property
     def height(self) -> int:
-        return self.frame.height if self.frame is not None else pl.scan_parquet(self.path).select(pl.len()).collect().item()
+        return self.frame.height if self.frame is not None else pl.scan_parquet(self.file).select(pl.len()).collect().item()
 
     def column(self, name: str) -> pl.Series:
-        return self.frame[name] if self.frame is not None else pl.read_parquet(self.path, columns=[name])[name]
+        return self.frame[name] if self.frame is not None else pl.read_parquet(self.file, columns=[name])[name]
 
     def digest(self) -> str:
-        """:func:`frame_digest` of the data, reading a staged file one column at a time."""
+        """:func:`frame_digest` of the data, reading a parquet file one column at a time."""
         if self.frame is not None:
             return frame_digest(self.frame)
-        names = pl.read_parquet_schema(self.path)
+        names = pl.read_parquet_schema(self.file)
         return _digest(self.height, (self.column(name) for name in names))
 
     def step_count(self) -> int:
@@ -174,10 +183,12 @@ def stage_measurement(
     options: Optional[dict[str, Any]] = None,
     cycles: Optional[tuple[int, int]] = None,
 ) -> Iterator[StagedMeasurement]:
-    """The data as a parquet file to upload, written once (temporary, removed on exit).
+    """The data as a parquet file to upload (temporary, removed on exit), and as a frame unless it is one already.
 
-    An Ionworks-style parquet file is used as it is; an Ionworks-style CSV is converted in one streaming
-    pass; vendor files are read by their reader and in-memory frames are written out.
+    An Ionworks-style parquet file is used as it is, read column by column. Anything else is read once into
+    a frame (an Ionworks-style CSV by polars' multi-threaded reader, vendor files by their reader), which the
+    checks and the digest read while its parquet file is written on a background thread (polars releases the
+    GIL): one copy of the table in memory, and the write off the critical path.
 
     Example:
         >>> with stage_measurement("runs/rpt.csv") as staged:
@@ -188,18 +199,14 @@ def stage_measurement(
         if isinstance(data, (str, Path)):
             file = Path(data).expanduser()
             source = str(file.resolve())
-            if cycles is None and file.is_file() and file.stat().st_size and (
+            if cycles is None and file.suffix.lower() == ".parquet" and file.is_file() and file.stat().st_size and (
                     reader_for(file, reader) or detect_format(file)) == IONWORKS:
-                if file.suffix.lower() == ".parquet":
-                    yield StagedMeasurement(file, source)
-                    return
-                sink_ionworks_csv(file, target)
-                yield StagedMeasurement(target, source)
+                yield StagedMeasurement(file, source)
                 return
             frame = read_measurement_file(file, reader=reader, options=options)
         else:
             frame, source = as_polars(data), None
         if cycles is not None:
             frame = select_cycles(frame, cycles, file=source)
-        frame.write_parquet(target)
-        yield StagedMeasurement(target, source, frame)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="measurement-staging") as pool:
+            yield StagedMeasurement(target, source, frame, pool.submit(frame.write_parquet, target))

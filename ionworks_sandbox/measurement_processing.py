@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ TIME_SERIES, STEPS, CYCLES = "time_series.parquet", "steps.parquet", "cycles.par
 # are processed in the background while the client polls.
 INLINE_ROW_LIMIT = 200_000
 IN_FLIGHT = ("pending", "running")
+#: Columns step derivation reads: ``ionworksdata.transform.set_capacity`` / ``set_energy`` and
+#: ``ionworksdata.steps.summarize`` (which ignores every other column).
+DERIVATION_COLUMNS = frozenset({
+    TIME, CURRENT, VOLTAGE, STEP, FREQUENCY, "Capacity [A.h]", "Discharge capacity [A.h]", "Charge capacity [A.h]",
+    "Energy [W.h]", "Discharge energy [W.h]", "Charge energy [W.h]", "Power [W]", "Cycle from cycler",
+    "Step from cycler", "Frame", "Stoichiometry", "SOC",
+})
 KIND = "cell_measurement"
 
 
@@ -59,25 +67,31 @@ def parquet_row_count(path: Path) -> int | None:
 
 
 def read_time_series(path: Path) -> pl.DataFrame:
-    """The uploaded frame, checked; raises :class:`UploadRejected` naming what is wrong."""
+    """The columns steps are derived from (:data:`DERIVATION_COLUMNS`), checked; raises :class:`UploadRejected`
+    naming what is wrong. The other columns are only hashed (:func:`file_digest`), one at a time."""
     if not path.is_file():
         raise UploadRejected(f"{TIME_SERIES} was not uploaded")
     try:
-        frame = pl.read_parquet(path)
+        columns = list(pl.read_parquet_schema(path))
+        frame = pl.read_parquet(path, columns=[name for name in columns if name in DERIVATION_COLUMNS])
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UploadRejected(f"{TIME_SERIES} could not be read as Parquet: {exc}") from None
-    check_time_series(frame)
+    check_time_series(frame, columns)
     return frame
 
 
-def check_time_series(frame: pl.DataFrame) -> None:
-    """Required columns present and numeric, time known and never decreasing (EIS rows may lack time)."""
+def check_time_series(frame: pl.DataFrame, columns: list[str] | None = None) -> None:
+    """Required columns present and numeric, time known and never decreasing (EIS rows may lack time).
+
+    ``columns`` names all the upload's columns when ``frame`` holds only some of them.
+    """
     if frame.height == 0:
         raise UploadRejected(f"{TIME_SERIES} has no rows")
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
         listed = ", ".join(f"'{name}'" for name in missing)
-        raise UploadRejected(f"Required column {listed} is missing from {TIME_SERIES} (columns: {frame.columns})")
+        raise UploadRejected(f"Required column {listed} is missing from {TIME_SERIES} "
+                             f"(columns: {columns or frame.columns})")
     for name in REQUIRED_COLUMNS:
         if not frame[name].dtype.is_numeric():
             raise UploadRejected(f"Column '{name}' must be numeric, found {frame[name].dtype}")
@@ -112,10 +126,21 @@ def data_digest(frame: pl.DataFrame) -> str:
         >>> data_digest(pl.DataFrame({"a": [1, 2]})) == data_digest(pl.DataFrame({"a": [1.0, 2.0]}))
         True
     """
+    return _digest(frame[name] for name in sorted(frame.columns))
+
+
+def file_digest(path: Path, loaded: pl.DataFrame) -> str:
+    """:func:`data_digest` of the Parquet file at ``path``, taking the columns ``loaded`` holds from it and
+    reading each other column on its own, so the whole file is never in memory at once."""
+    names = sorted(pl.read_parquet_schema(path))
+    return _digest(loaded[name] if name in loaded.columns else pl.read_parquet(path, columns=[name])[name]
+                   for name in names)
+
+
+def _digest(columns: Iterable[pl.Series]) -> str:
     digest = hashlib.sha256()
-    for name in sorted(frame.columns):
-        column = frame[name]
-        digest.update(json.dumps(name).encode())
+    for column in columns:
+        digest.update(json.dumps(column.name).encode())
         if column.dtype.is_numeric():
             digest.update(b"n")
             # Buffers hashed in place (float64, little-endian on every supported platform): no byte copies.
@@ -200,7 +225,8 @@ class MeasurementProcessor:
     def _process(self, record: dict[str, Any]) -> dict[str, Any]:
         measurement_id = record["id"]
         frame = read_time_series(self.storage.path(object_key(measurement_id, TIME_SERIES)))
-        digest = self._digests.submit(data_digest, frame)  # hashlib and polars release the GIL: beside the steps
+        # hashlib and polars release the GIL: hashed beside the step derivation.
+        digest = self._digests.submit(file_digest, self.storage.path(object_key(measurement_id, TIME_SERIES)), frame)
         steps_path = self.storage.path(object_key(measurement_id, STEPS))
         if record.get("steps_source") == "uploaded":
             try:

@@ -10,7 +10,7 @@ from prefect import flow
 from ionworks_prefect import CellTarget, InvalidMeasurementError, MeasurementSanityError, upload_measurement
 from ionworks_prefect.cycler_files import read_measurement_file
 from ionworks_prefect.measurement_checks import check_measurement
-from ionworks_prefect.measurement_data import as_polars, frame_digest
+from ionworks_prefect.measurement_data import as_polars, frame_digest, stage_measurement
 
 from .measurement_frames import CURRENT, STEP, TIME, VOLTAGE, discharge_frame, unique
 
@@ -125,6 +125,20 @@ def test_digest_is_vectorised_and_follows_values():
     assert frame_digest(frame) == frame_digest(frame.clone())
     assert frame_digest(frame) != frame_digest(_set(frame, VOLTAGE, 3, 4.0))
     assert frame_digest(frame) != frame_digest(frame.with_columns(pl.lit("cv").alias("Label")))
+
+
+def test_a_csv_is_staged_once_in_memory_and_its_parquet_file_written_in_the_background(tmp_path):
+    frame = discharge_frame().with_columns(pl.lit("cc").alias("Label"))
+    frame.write_csv(tmp_path / "rpt.csv")
+    with stage_measurement(tmp_path / "rpt.csv") as staged:
+        assert staged.frame is not None and staged.writing is not None
+        assert frame_digest(pl.read_parquet(staged.path)) == staged.digest() == frame_digest(read_measurement_file(
+            tmp_path / "rpt.csv"))
+        assert staged.writing.done() and staged.height == frame.height and staged.step_count() == 3
+    assert not staged.path.exists()
+    frame.write_parquet(tmp_path / "rpt.parquet")
+    with stage_measurement(tmp_path / "rpt.parquet") as staged:  # sent as it is, read column by column
+        assert staged.frame is None and staged.path == tmp_path / "rpt.parquet" and staged.digest() == frame_digest(frame)
 
 
 @flow
