@@ -184,15 +184,15 @@ WIDTH_IN, DPI = 6.8, 100
 MARGINS_IN, ROW_GAP_IN = (0.75, 0.15, 0.55, 0.3), 0.8
 
 
-def _figure(height_in: float, rows: int) -> Any:
+def _figure(height_in: float, rows: int, row_gap_in: float = ROW_GAP_IN) -> Any:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
     figure.set_facecolor("white")
     left, right, bottom, top = MARGINS_IN
-    axes_height = (height_in - bottom - top - ROW_GAP_IN * (rows - 1)) / rows
+    axes_height = (height_in - bottom - top - row_gap_in * (rows - 1)) / rows
     figure.subplots_adjust(left=left / WIDTH_IN, right=1 - right / WIDTH_IN, bottom=bottom / height_in,
-                           top=1 - top / height_in, wspace=0.3, hspace=ROW_GAP_IN / axes_height)
+                           top=1 - top / height_in, wspace=0.3, hspace=row_gap_in / axes_height)
     return figure
 
 
@@ -246,7 +246,7 @@ def render_trend_plot(history: Sequence[FittedParameterSet]) -> bytes:
 
     dated = all(s.tested_at for s in history)
     x = [s.tested_at for s in history] if dated else list(range(len(history)))
-    figure = _figure(4.4, 2)
+    figure = _figure(4.4, 2, row_gap_in=0.45)  # the axes share x: the upper one has no x labels
     values_ax, rmse_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     baseline = history[0].values
     for name in dict.fromkeys(p.name for s in history for p in s.headline):
