@@ -84,25 +84,28 @@ def _default_ui(base: str) -> str:
     return base + v2[len(v1):].rstrip("/") if v2.startswith(v1 + "/") else base
 
 
-def latest_artifact_links(keys: Sequence[str]) -> dict[str, str]:
+async def latest_artifact_links(keys: Sequence[str]) -> dict[str, str]:
     """Key -> UI link to the newest version of each artifact that exists; ``{}`` when no UI URL is configured.
 
-    A key's own page in the UI lists its versions; the link opens the newest one's content instead.
+    A key's own page in the UI lists its versions; the link opens the newest one's content instead. Read with the
+    run's own Prefect client when there is one.
 
     Example:
-        >>> latest_artifact_links(["fitted-parameters-nmc811-21700-cell-7-report"])
+        >>> await latest_artifact_links(["fitted-parameters-nmc811-21700-cell-7-report"])
         {'fitted-parameters-nmc811-21700-cell-7-report': 'http://127.0.0.1:4200/v2/artifacts/artifact/0b7c…'}
     """
     if not keys or not PREFECT_UI_URL.value():
         return {}
     keys, found = list(dict.fromkeys(keys)), []
-    with get_client(sync_client=True) as prefect:
+    async with get_client() as prefect:
         for start in range(0, len(keys), 200):  # the API's page size
             chunk = keys[start:start + 200]
-            found += prefect.read_latest_artifacts(
+            found += await prefect.read_latest_artifacts(
                 artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=chunk)),
                 limit=len(chunk))
-    return {a.key: link for a in found if (link := ui_link(f"artifacts/artifact/{a.latest_id}"))}
+    # ui_link asks the server which UI it serves, once per process: off the event loop
+    return await asyncio.to_thread(
+        lambda: {a.key: link for a in found if (link := ui_link(f"artifacts/artifact/{a.latest_id}"))})
 
 
 def fit_series(client: Any, pipeline_id: str, elements: Sequence[str]) -> dict[str, dict[str, list]]:
@@ -261,7 +264,7 @@ async def publish_unchanged(latest: FittedParameterSet) -> str:
         ```
     """
     key = f"{artifact_key(latest.cell or latest.pipeline_id)}-report"
-    report = (await asyncio.to_thread(latest_artifact_links, [key])).get(key)
+    report = (await latest_artifact_links([key])).get(key)
     since = f"{latest.created_at:%Y-%m-%d %H:%M} UTC"
     text = (f"**{latest.cell}: unchanged since {since}.** No new test to fit; newest fit "
             f"{summary_line(latest, None)} (pipeline `{latest.pipeline_id}`). See the report "
