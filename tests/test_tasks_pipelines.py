@@ -35,6 +35,7 @@ from ionworks_prefect.pipeline_config import HASH_TAG_PREFIX
 
 from .measurement_frames import new_instance, unique
 from .pipeline_configs import DN, TRUE, entry_pipeline, fit_pipeline, synthetic
+from .prefect_runs import ended_task_run
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
 FAST = PollSchedule(first=0.1, factor=1.5, ceiling=1.0)
@@ -235,8 +236,7 @@ def test_invalid_config_fails_without_retries():
 
     task_run_id, error = bad()
     assert isinstance(error, InvalidPipelineConfig) and "valuez" in str(error)
-    with get_client(sync_client=True) as prefect:
-        assert prefect.read_task_run(task_run_id).run_count == 1  # not retried
+    assert ended_task_run(task_run_id).run_count == 1  # not retried
 
 
 def test_sync_flows_can_submit_and_wait():

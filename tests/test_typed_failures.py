@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
 
 from ionworks_prefect import InvalidCredentials, IonworksCredentials, IonworksTransientError, upload_measurement
 from ionworks_prefect.credentials import resolve_credentials
 
 from .measurement_frames import discharge_frame
+from .prefect_runs import ended_task_run
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -21,12 +19,7 @@ def run_once(task, *args, **kwargs):
     states = []
     flow(lambda: states.append(task(*args, return_state=True, **kwargs)))()
     state = states[0]
-    with get_client(sync_client=True) as client:
-        deadline = time.monotonic() + 30
-        # Task runs reach the server as events: on a busy server the record ends a moment after the flow.
-        while (run := client.read_task_run(state.state_details.task_run_id)).end_time is None:
-            assert time.monotonic() < deadline, "the task run never ended on the server"
-            time.sleep(0.2)
+    run = ended_task_run(state.state_details.task_run_id)
     return state, run.run_count, (run.end_time - run.start_time).total_seconds()
 
 
