@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 WORKERS = 2
@@ -66,8 +67,6 @@ def _script(client, measurement_ids: dict[str, str]) -> float:
 
 def _last_pipeline_job_seconds(client) -> float:
     """How long the newest pipeline job ran on the sandbox (its own listing), start to finish."""
-    from datetime import datetime
-
     job = max((j for j in client.get("/jobs/") if j["job_type"] == "pipeline"), key=lambda j: j["created_at"])
     return (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
 

@@ -8,8 +8,8 @@ re-queued with a note saying why.
 from __future__ import annotations
 
 import multiprocessing
-from collections import OrderedDict
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -20,10 +20,10 @@ from .store import Store, now_iso
 from .worker import worker_main
 
 TERMINAL = frozenset({"completed", "failed", "canceled"})
+FAILED = frozenset({"failed", "canceled"})
 #: Finished jobs never change, so the newest of them are kept decoded: a fit's output is ~0.6 MB of JSON, read
 #: again by every result, elements and series request.
 FINISHED_KEPT = 32
-FAILED = frozenset({"failed", "canceled"})
 WARM_IMPORTS = ("numpy", "polars", "pybamm")
 
 
