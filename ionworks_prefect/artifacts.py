@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import httpx
 from prefect import task
-from prefect.artifacts import acreate_markdown_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
@@ -171,7 +171,7 @@ def _fit_png(client: Any, fitted: FittedParameterSet) -> bytes | None:
     name="Publish fitted parameter set",
     description="Publish a fit as Prefect artifacts (values, report with plots, history) and its lineage.",
 )
-def publish_parameter_set(
+async def publish_parameter_set(
     parameter_set: FittedParameterSet,
     credentials: CredentialsArg = None,
     *,
@@ -183,6 +183,8 @@ def publish_parameter_set(
     plot: bool = True,
 ) -> PublishedArtifacts:
     """Publish a fitted set, judged against the cell's earlier fits, as Prefect artifacts.
+
+    The fit plot is read and rendered on a worker thread while the values and history tables are created.
 
     Args:
         parameter_set: The newest fit of one cell.
@@ -208,7 +210,7 @@ def publish_parameter_set(
         @flow
         async def fit_and_publish(config: dict):
             result = await run_pipeline(config)
-            publish_parameter_set(FittedParameterSet.from_pipeline_result(result, cell="NMC811/cell-7"))
+            await publish_parameter_set(FittedParameterSet.from_pipeline_result(result, cell="NMC811/cell-7"))
         ```
     """
     client = resolve_credentials(credentials).get_client()
@@ -219,28 +221,31 @@ def publish_parameter_set(
     verdict = verdicts[-1]
     key = artifact_key(parameter_set.cell or parameter_set.pipeline_id)
     link = call("pipeline link", client.urls.pipeline, parameter_set.pipeline_id)
-    png = _fit_png(client, parameter_set) if plot else None
+    rows = history_rows(sets, verdicts)
+    summary = summary_line(parameter_set, verdict)
+    rendering = asyncio.ensure_future(asyncio.to_thread(_fit_png, client, parameter_set)) if plot else None
+    tables = asyncio.gather(
+        acreate_table_artifact(values_rows(parameter_set, verdict), key=key, description=summary),
+        acreate_table_artifact(rows, key=f"{key}-history",
+                               description=f"{parameter_set.cell}: {len(sets)} fitted test(s); % is the change "
+                                           f"since the first test. Newest {summary}"),
+    )
+    png = await rendering if rendering is not None else None
     image_path = None
     if png is not None and image_dir is not None:
         path = Path(image_dir) / f"{key}-{parameter_set.pipeline_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
+        await asyncio.to_thread(path.write_bytes, png)
         image_path = str(path.resolve())
-    rows = history_rows(sets, verdicts)
-    summary = summary_line(parameter_set, verdict)
-    ids = [
-        create_table_artifact(values_rows(parameter_set, verdict), key=key, description=summary),
-        create_markdown_artifact(_report(parameter_set, verdict, sets, rows, link, png, image_path),
-                                 key=f"{key}-report", description=summary),
-        create_table_artifact(rows, key=f"{key}-history",
-                              description=f"{parameter_set.cell}: {len(sets)} fitted test(s); % is the change since "
-                                          f"the first test. Newest {summary}"),
-    ]
+    report = await asyncio.to_thread(_report, parameter_set, verdict, sets, rows, link, png, image_path)
+    report_id = await acreate_markdown_artifact(report, key=f"{key}-report", description=summary)
+    table_id, history_id = await tables
+    ids = [str(table_id), str(report_id), str(history_id)]
     emit_parameter_set_published(client, parameter_set)
+    urls = await asyncio.to_thread(lambda: [u for i in ids if (u := ui_link(f"artifacts/artifact/{i}"))])
     return PublishedArtifacts(table_key=key, report_key=f"{key}-report", history_key=f"{key}-history",
-                              image_path=image_path, artifact_ids=[str(i) for i in ids],
-                              ui_urls=[u for i in ids if (u := ui_link(f"artifacts/artifact/{i}"))],
-                              verdict=verdict.verdict, drifted=verdict.drifted)
+                              image_path=image_path, artifact_ids=ids, ui_urls=urls, verdict=verdict.verdict,
+                              drifted=verdict.drifted)
 
 
 @task(name="Note unchanged parameters", cache_policy=NO_CACHE)

@@ -142,7 +142,7 @@ async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path):
         result = await run_pipeline(fit_pipeline(measurement.db_ref, optimizer=optimizer, name=unique("fit")),
                                     poll_schedule=FAST)
         fitted = FittedParameterSet.from_pipeline_result(result, cell=cell, test=f"RPT {len(history)}")
-        return fitted, publish_parameter_set(fitted, history=history, image_dir=tmp_path, drift_threshold=0.05)
+        return fitted, await publish_parameter_set(fitted, history=history, image_dir=tmp_path, drift_threshold=0.05)
 
     first_set, first = await fit_and_publish("dummy", [])  # initial guess only: 2e-14
     second_set, second = await fit_and_publish("de", [first_set])  # the real fit: ~5e-14, a large drift

@@ -394,12 +394,12 @@ async def nightly_refit(
     newest = history[-1]
     verdict = next((v for v in judged if v.pipeline_id == newest.pipeline_id), None) or assess_fit(history, **rules)
     if fitted:
-        publish_parameter_set(newest, credentials, history=history[:-1], image_dir=output_dir, **rules)
-        if output_dir:
-            await write_parameter_files(newest, output_dir, model)
-    if fleet_summary:
+        await asyncio.gather(publish_parameter_set(newest, credentials, history=history[:-1], image_dir=output_dir,
+                                                   **rules),
+                             *([write_parameter_files(newest, output_dir, model)] if output_dir else []))
+    if fleet_summary:  # after the report, so that the cell's row links to the new one
         await publish_fleet_summary(identity.specification_name,
-                              {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
+                                    {identity.instance_name: fleet_row(identity.instance_name, newest, verdict)})
     if failures:
         raise RefitFailed(f"{len(failures)} of {due} test(s) of {label} could not be fitted: "
                           + "; ".join(failures))
