@@ -184,8 +184,10 @@ class Side:
         lists = sum(1 for r in self.requests if "status=in." in r[2])
         by_id = sum(1 for r in self.requests if "id=in." in r[2])
         server = sorted(r[4] for r in self.requests)
+        returned = sorted(self.noticed[i] - self.seen[i] for i in self.seen)
         seen = (f" (seen by the poller: max {max(self.seen_late):.2f} s / median "
-                f"{statistics.median(self.seen_late):.2f} s after the job finished or the wait began; all "
+                f"{statistics.median(self.seen_late):.2f} s after the job finished or the wait began; the task "
+                f"returned max {returned[-1]:.2f} s / median {statistics.median(returned):.2f} s after that; all "
                 f"{len(self.waiting_since)} waits began within {self.start_up:.1f} s; longest gap between "
                 f"ticks {self.tick_gap:.2f} s)") if self.seen_late else ""
         kinds = f"{lists} lists of unfinished pipelines, {by_id} lists by id, {len(self.requests) - lists - by_id} single reads"
