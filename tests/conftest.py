@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +51,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSandbox]:
     """A live sandbox on a free loopback port; the official client is pointed at it through IONWORKS_* variables."""
     root = tmp_path_factory.mktemp("sandbox")
-    process = LocalSandbox(root / "data", [API_KEY, OTHER_ORG_KEY]).start()
+    process = LocalSandbox(root / "data", [API_KEY, OTHER_ORG_KEY],
+                           extra_args=["--request-log", str(root / "requests.tsv")]).start()
     os.environ.update(process.client_env())
     import ionworks.cache
 
@@ -59,6 +61,16 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSandbox]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def requests_since(sandbox: LocalSandbox):
+    """``requests_since(t)``: the session sandbox's requests that started at or after ``t`` (``time.time()``), as
+    ``(start, method, target, status, milliseconds)``."""
+    from ionworks_sandbox.request_log import read_request_log
+
+    log = Path(sandbox.extra_args[sandbox.extra_args.index("--request-log") + 1])
+    return lambda since: [r for r in read_request_log(log) if r[0] >= since]
 
 
 @pytest.fixture(scope="session")

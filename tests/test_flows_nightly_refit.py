@@ -89,7 +89,8 @@ def test_parameter_fit_pipeline_has_one_objective_per_measurement_with_unique_na
     assert with_validation(config) == config
 
 
-async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_moved(client, tmp_path):
+async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_moved(client, requests_since,
+                                                                                    tmp_path):
     cell = CellTarget(specification=unique("refit-spec"), instance=unique("cell"))
     label = f"{cell.specification}/{cell.instance}"
     first = _upload_rpt(cell, "RPT 0", discharge(seed=1), days=0)
@@ -106,9 +107,14 @@ async def test_each_test_is_fitted_once_and_drift_is_flagged_at_the_test_that_mo
     assert (tmp_path / f"{slug(label)}.json").exists()
     assert not await asyncio.to_thread(_verdict_events, "ionworks.parameters.drifted", instance_id, 1, 2.0)
 
+    quiet_night = time.time()
     again = await nightly_refit(cell=cell, parameters=DN_ONLY)
     assert len(_refits(client, instance_id)) == 2, "an unchanged night submits nothing"
     assert (again.new_fits, again.fitted.pipeline_id, again.fitted.values) == (0, fitted.pipeline_id, fitted.values)
+    # ... and reads no fit back from Ionworks: the fitted sets come from Prefect's result store.
+    sent = [f"{r[1]} {r[2].partition('?')[0]}" for r in requests_since(quiet_night)]
+    assert sent and all(r.startswith("GET ") for r in sent), sent
+    assert not [r for r in sent if r.endswith(("/result", "/elements")) or "/series" in r], sent
 
     _upload_rpt(cell, "RPT 2", discharge(TRUE_DN * 1.5, seed=3), days=60)
     latest = (await nightly_refit(cell=cell, parameters=DN_ONLY, drift_threshold=0.05)).fitted
