@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from ionworks_sandbox.jobs import JobRunner
+from ionworks_sandbox.errors import ApiError
+from ionworks_sandbox.jobs import FINISHED_KEPT, JobRunner
 from ionworks_sandbox.store import Store
 
 
@@ -72,3 +73,26 @@ def test_restart_requeues_running_jobs(tmp_path):
     finally:
         runner.stop()
         store.close()
+
+
+def test_finished_jobs_are_kept_decoded_until_deleted_and_only_for_their_organization(runner):
+    job = runner.submit("test", "tests.job_handlers:sleep_then_echo",
+                        {"steps": 1, "seconds": 0.01, "value": 3}, org_id="o")
+    done = wait_for(runner, job["id"], {"completed", "failed"})
+    assert done["status"] == "completed"
+    assert runner.get(job["id"], "o") is runner.get(job["id"], "o")  # read from the store once, then kept
+    with pytest.raises(ApiError) as other:
+        runner.get(job["id"], "p")
+    assert other.value.status == 404
+    runner.delete(job["id"])
+    with pytest.raises(ApiError) as gone:
+        runner.get(job["id"], "o")
+    assert gone.value.status == 404
+
+
+def test_at_most_the_newest_finished_jobs_are_kept(runner):
+    ids = [runner.submit("test", "tests.job_handlers:sleep_then_echo", {"steps": 1, "seconds": 0.0, "value": i},
+                         org_id="o")["id"] for i in range(FINISHED_KEPT + 2)]
+    kept = {i: wait_for(runner, i, {"completed"}) for i in ids}
+    assert runner.get(ids[-1]) is kept[ids[-1]]
+    assert runner.get(ids[0]) is not kept[ids[0]] and runner.get(ids[0]) == kept[ids[0]]  # read again from the store
