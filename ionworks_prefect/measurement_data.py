@@ -97,9 +97,13 @@ def _digest(height: int, columns: Any) -> str:
     for series in columns:
         name = series.name
         digest.update(f"{name}\x1f{series.dtype}\x1e".encode())
-        digest.update(memoryview(series.is_null().to_numpy()))
+        # Chunk by chunk: the same bytes as the whole column's buffers, without joining them into one first.
+        chunks = series.get_chunks()
+        for chunk in chunks:
+            digest.update(memoryview(chunk.is_null().to_numpy()))
         if series.dtype.is_numeric() or series.dtype == pl.Boolean:
-            digest.update(memoryview(np.ascontiguousarray(series.cast(pl.Float64).fill_null(0.0).to_numpy())))
+            for chunk in chunks:
+                digest.update(memoryview(np.ascontiguousarray(chunk.cast(pl.Float64).fill_null(0.0).to_numpy())))
         else:
             digest.update(series.cast(pl.String).fill_null("").str.join("\x1f").item().encode())
     return digest.hexdigest()
