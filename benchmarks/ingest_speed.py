@@ -111,7 +111,7 @@ def _ingest(csv: str, env: dict[str, str], warm_up: str, server_pid: str) -> dic
         parts["checks (sanity + client rules)"] = time.perf_counter() - t
         t = time.perf_counter()
         staged.digest()
-        parts["digest (beside the checks in the ingest)"] = time.perf_counter() - t
+        parts["digest (beside the cell look-up and upload in the ingest)"] = time.perf_counter() - t
     parts["the rest (upload, server processing, polls)"] = seconds - sum(
         v for k, v in parts.items() if not k.startswith("digest"))
     return {"seconds": seconds, "cpu": cpu, "server_cpu": server_cpu, "peak_kib": peak, "rows": uploaded.row_count,
