@@ -141,8 +141,8 @@ class StagedMeasurement:
     """A time series ready to upload: a parquet file, and the frame when it is in memory anyway.
 
     ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file for an Ionworks-style
-    file (sent as it is, or streamed from its CSV). ``path`` is the file to send; a frame's file is written in the background
-    (beside the checks and the digest), and ``path`` waits for it.
+    file (sent as it is, or streamed from its CSV). ``path`` is the file to send; a frame's file is written in
+    the background (beside the checks), and ``path`` waits for it.
     """
 
     file: Path

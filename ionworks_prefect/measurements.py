@@ -305,7 +305,8 @@ def _store_checked(client: Ionworks, staged: StagedMeasurement, digest: Future, 
     info = {"name": name, "tags": list(tags), **({"notes": notes} if notes else {}),
             **({"data_type": data_type} if data_type else {}), **({"start_time": _iso(start_time)} if start_time else {})}
     try:
-        bundle = call("upload measurement", _create_checked, client, instance_id, info, digest, staged.path, steps)
+        bundle = call("upload measurement", _create_checked, client, instance_id, info, digest, staged.path,
+                      steps)
     except (IonworksTransientError, IonworksRequestError) as exc:
         # A duplicate name (409) or a failure after the server stored the upload: look before retrying.
         if not isinstance(exc, IonworksTransientError) and exc.status_code != 409:

@@ -150,8 +150,9 @@ def test_a_streamed_csv_equals_the_whole_read_across_pieces(tmp_path, monkeypatc
 
     monkeypatch.setattr(ionworks_csv, "PIECE_BYTES", 4096)  # many pieces, quoted line breaks among them
     rows = 30_000
+    notes = ['a,"b"\nc' if i % 777 == 0 else "x" for i in range(rows)]
     frame = pl.DataFrame({TIME: np.arange(rows, dtype=float), CURRENT: np.ones(rows), VOLTAGE: np.full(rows, 3.7),
-                          STEP: np.arange(rows) // 1000, "Note": ['a,"b"\nc' if i % 777 == 0 else "x" for i in range(rows)]})
+                          STEP: np.arange(rows) // 1000, "Note": notes})
     frame.write_csv(tmp_path / "quoted.csv")
     ionworks_csv.write_ionworks_parquet(tmp_path / "quoted.csv", tmp_path / "out.parquet")
     assert pl.read_parquet(tmp_path / "out.parquet").equals(read_measurement_file(tmp_path / "quoted.csv"))
