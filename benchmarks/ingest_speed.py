@@ -14,9 +14,14 @@ Printed: the time ratio (goal <= 1.5x), the CPU time each side used (steadier th
 each process's peak RSS growth over the parquet file's size (goal <= 4x, client and sandbox), and where the
 ingest's time goes on each side.
 
+``--return-freed-memory`` runs every process (baseline, client, sandbox) with its allocators returning freed
+memory at once (polars' jemalloc without decay, glibc mapping large blocks): peak RSS then follows the memory in
+use, not what the allocators keep for reuse, at some cost in time.
+
 Usage:
     python benchmarks/ingest_speed.py                      # 1,000,000 and 5,000,000 rows
     python benchmarks/ingest_speed.py --rows 1000000
+    python benchmarks/ingest_speed.py --rows 1000000 --return-freed-memory
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import numpy as np
 import polars as pl
 
 STEP_ROWS = 2_000
+#: Allocator settings under which freed memory leaves the process at once (read when a process starts).
+RETURN_FREED_MEMORY = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0", "MALLOC_MMAP_THRESHOLD_": "1048576"}
 
 
 def cycler_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -94,28 +101,29 @@ def _ingest(csv: str, env: dict[str, str], warm_up: str, server_pid: str) -> dic
     target = CellTarget(specification=f"bench-{os.getpid()}-{time.time_ns()}", instance="cell")
     store_measurement(client, warm_up, target, "warm-up")  # imports, thread pools, the cell itself
     _reset_peak()
-    before = _kib("VmRSS")
+    _reset_peak(server_pid)
+    before, server_before = _kib("VmRSS"), _kib("VmRSS", server_pid)
     started, cpu, server_cpu = time.perf_counter(), _cpu_seconds(), _cpu_seconds(server_pid)
     uploaded = store_measurement(client, csv, target, "bench")
     seconds, cpu, server_cpu = (time.perf_counter() - started, _cpu_seconds() - cpu,
                                 _cpu_seconds(server_pid) - server_cpu)
-    peak = _kib("VmHWM") - before
+    peak, server_peak = _kib("VmHWM") - before, _kib("VmHWM", server_pid) - server_before
     record = client.cell_measurement.get(uploaded.id)
     assert record.processing_status == "ready" and record.row_count == uploaded.row_count, record
     parts = {}
     t = time.perf_counter()
     with stage_measurement(csv) as staged:  # re-timed after the run, in this (warm) process
-        parts["CSV read (its parquet write runs beside the checks)"] = time.perf_counter() - t
+        parts["CSV streamed to parquet"] = time.perf_counter() - t
         t = time.perf_counter()
         check_measurement(staged.table)
         parts["checks (sanity + client rules)"] = time.perf_counter() - t
         t = time.perf_counter()
         staged.digest()
-        parts["digest (beside the checks in the ingest)"] = time.perf_counter() - t
+        parts["digest (beside the cell look-up and upload in the ingest)"] = time.perf_counter() - t
     parts["the rest (upload, server processing, polls)"] = seconds - sum(
         v for k, v in parts.items() if not k.startswith("digest"))
-    return {"seconds": seconds, "cpu": cpu, "server_cpu": server_cpu, "peak_kib": peak, "rows": uploaded.row_count,
-            "parts": parts}
+    return {"seconds": seconds, "cpu": cpu, "server_cpu": server_cpu, "peak_kib": peak, "server_peak_kib": server_peak,
+            "rows": uploaded.row_count, "parts": parts}
 
 
 def _server_parts(parquet: Path) -> dict[str, float]:
@@ -176,7 +184,11 @@ def report(rows: int, work: Path, bases: list[dict], ingests: list[dict], server
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--return-freed-memory", action="store_true",
+                        help="run every process with allocators that return freed memory at once")
     args = parser.parse_args()
+    if args.return_freed_memory:
+        os.environ.update(RETURN_FREED_MEMORY)  # inherited by the sandbox and each fresh process
     from ionworks_prefect.local_sandbox import LocalSandbox
 
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
@@ -190,14 +202,11 @@ def main() -> None:
             pid = str(sandbox.process.pid)
             for rows in args.rows:
                 csv, parquet = str(work / f"cycler-{rows}.csv"), str(work / f"cycler-{rows}.parquet")
-                bases, ingests, server_peak = [], [], 0
+                bases, ingests = [], []
                 for _ in range(REPEATS):  # interleaved, so the machine's load falls on both alike
                     bases.append(_fresh(_baseline, csv, parquet, str(warm_up)))
-                    _reset_peak(pid)
-                    before = _kib("VmRSS", pid)
                     ingests.append(_fresh(_ingest, csv, sandbox.client_env(), str(warm_up), pid))
-                    server_peak = max(server_peak, _kib("VmHWM", pid) - before)
-                report(rows, work, bases, ingests, server_peak)
+                report(rows, work, bases, ingests, max(i["server_peak_kib"] for i in ingests))
 
 
 if __name__ == "__main__":

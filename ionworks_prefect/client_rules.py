@@ -56,7 +56,8 @@ def _vote_steps(frame: pl.DataFrame, current_col: str, voltage_col: str,
     if len(current) == 0:
         return None
     abs_current = np.abs(current)
-    relative_rest_tol = max(0.02 * float(np.percentile(abs_current, 95.0)), 1e-12)
+    # In place: abs_current is this function's own array, and only its maximum is read after.
+    relative_rest_tol = max(0.02 * float(np.percentile(abs_current, 95.0, overwrite_input=True)), 1e-12)
     rest_tol = min(1e-3, relative_rest_tol)
     if step_values is None:
         max_abs = np.max(abs_current)

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import re
 import shutil
@@ -34,6 +33,7 @@ from ionworksdata.read import BaseReader, detect_reader, time_series
 from ionworksdata.read.biologic import Biologic
 
 from .exceptions import InvalidMeasurementError
+from .ionworks_csv import POLARS_PARSE, head_lines, read_ionworks_csv, separator_of
 
 #: Ionworks-style table (CSV or parquet with these columns), read by polars as it is.
 IONWORKS = "ionworks"
@@ -44,14 +44,10 @@ STANDARD_COLUMNS = frozenset({"Time [s]", "Step count"})
 #: ``reader=``: one reader name for every file, or glob pattern (or file name) -> reader name, first match wins.
 ReaderChoice = Union[str, Mapping[str, str], None]
 
-_NUMERIC = {name: pl.Float64 for name in BaseReader.ALWAYS_NUMERIC_COLUMNS} | {
-    "Step count": pl.Int64, "Cycle count": pl.Int64}
-_HEAD_BYTES = 64 * 1024
 _CHUNK_BYTES = 16 * 1024 * 1024
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
 _DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?")
 _QUOTED_LINE = re.compile(rb'^"|"(?=\r?$)', re.MULTILINE)
-_POLARS_PARSE = re.compile(r"could not parse `(?P<value>[^`]*)` as dtype `(?P<dtype>[^`]*)` at column '(?P<column>[^']*)'")
 #: Readers whose own parsing already handles decimal commas.
 _READS_DECIMAL_COMMAS = {"biologic", "biologic mpt", IONWORKS}
 
@@ -136,17 +132,6 @@ def reader_for(path: str | Path, reader: ReaderChoice) -> Optional[str]:
                  if fnmatch.fnmatch(file.name, pattern) or fnmatch.fnmatch(str(file), pattern)), None)
 
 
-def _head_lines(file: Path) -> list[str]:
-    with open(file, "rb") as handle:
-        head = handle.read(_HEAD_BYTES)
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
-    return text.splitlines()[:-1] if len(head) == _HEAD_BYTES else text.splitlines()
-
-
-def _separator(line: str) -> str:
-    return max(("\t", ";", ","), key=line.count) if line else ","
-
-
 def _is_arbin_underscored(header: str) -> bool:
     """Arbin exports written with underscores (``Test_Time``, ``Step_Index``), which ionworksdata's sniff misses."""
     folded = header.replace("_", " ").lower()
@@ -178,9 +163,9 @@ def detect_format(path: str | Path) -> str:
         if STANDARD_COLUMNS <= columns:
             return IONWORKS
     elif suffix not in (".res", ".xls", ".xlsx"):
-        lines = _head_lines(file)
+        lines = head_lines(file)
         first = lines[0] if lines else ""
-        header = {c.strip().strip('"') for c in first.split(_separator(first))}
+        header = {c.strip().strip('"') for c in first.split(separator_of(first))}
         if STANDARD_COLUMNS <= header:
             return IONWORKS
         if _is_arbin_underscored(first):
@@ -219,11 +204,11 @@ def _text_fixes(file: Path, reader: str) -> tuple[bool, bool]:
     """Whether the file's lines are wrapped in quotes, and whether its numbers use decimal commas."""
     if file.suffix.lower() in (".parquet", ".res", ".xls", ".xlsx", ".nda", ".ndax", ".mpr"):
         return False, False
-    lines = _head_lines(file)
+    lines = head_lines(file)
     data = [line for line in lines[len(lines) // 2:] if line.strip()]
     quoted = bool(data) and all(line.startswith('"') and line.rstrip().endswith('"') for line in data[-20:])
     comma = False
-    if reader not in _READS_DECIMAL_COMMAS and data and _separator(data[-1]) != ",":
+    if reader not in _READS_DECIMAL_COMMAS and data and separator_of(data[-1]) != ",":
         fields = [f.strip() for line in data[-50:] for f in re.split(r"[\t;]", line)]
         comma = any(_DECIMAL_COMMA.fullmatch(f) for f in fields) and not any(
             _DECIMAL_POINT.fullmatch(f) for f in fields)
@@ -262,51 +247,6 @@ def _fix(chunk: bytes, quoted: bool, comma: bool) -> bytes:
     return chunk.replace(b",", b".") if comma else chunk
 
 
-def _ionworks_csv_options(file: Path) -> dict[str, Any]:
-    """polars' CSV options for an Ionworks-style table: its separator, decimal commas, numeric columns typed.
-
-    Known numeric columns are read as numbers whatever their first rows look like (an integer-looking start
-    must not make a column ``i64`` that later holds ``0.00000044``); a header naming a column twice is refused.
-    """
-    lines = _head_lines(file)
-    header_line = lines[0] if lines else ""
-    separator = _separator(header_line)
-    header = next(csv.reader([header_line], delimiter=separator), [])
-    seen: set[str] = set()
-    for name in header:
-        if name in seen:
-            raise InvalidMeasurementError(f"Column {name!r} appears twice in the header", file=str(file), column=name)
-        seen.add(name)
-    fields = [f.strip() for line in lines[1:51] for f in line.split(separator)]
-    decimal_comma = separator != "," and any(_DECIMAL_COMMA.fullmatch(f) for f in fields)
-    return {"separator": separator, "decimal_comma": decimal_comma, "infer_schema_length": 10_000,
-            "schema_overrides": {name: dtype for name, dtype in _NUMERIC.items() if name in seen}}
-
-
-def _read_ionworks_csv(file: Path) -> pl.DataFrame:
-    options = _ionworks_csv_options(file)
-    try:
-        return pl.read_csv(file, **options)
-    except pl.exceptions.PolarsError as exc:
-        raise _located_parse_error(file, exc, options["separator"], options["decimal_comma"]) from None
-
-
-def _located_parse_error(file: Path, exc: Exception, separator: str, decimal_comma: bool) -> InvalidMeasurementError:
-    """Name the column, row and text behind a polars parse failure (the file re-read as text, on failure only)."""
-    match = _POLARS_PARSE.search(str(exc))
-    if match is None:
-        return InvalidMeasurementError(f"Could not read the CSV file: {str(exc).splitlines()[0]}", file=str(file))
-    column = match["column"]
-    text = pl.read_csv(file, separator=separator, columns=[column], infer_schema=False)[column]
-    if decimal_comma:
-        text = text.str.replace(",", ".", literal=True)
-    bad = (text.cast(pl.Float64, strict=False).is_null() & text.is_not_null() & (text.str.strip_chars() != ""))
-    row = int(bad.arg_true()[0]) if bad.any() else None
-    value = text[row] if row is not None else match["value"]
-    return InvalidMeasurementError(f"Column {column!r} holds the text {value!r} where numbers are expected",
-                                   file=str(file), column=column, row=row)
-
-
 _TRANSLATIONS = (
     ("Could not identify current units", "no current column was found (looked for current in A, mA or mA/cm2)"),
     ("new-line character seen in unquoted field", "the file is binary, not text"),
@@ -323,7 +263,7 @@ def _reason(exc: Exception) -> str:
     for fragment, meaning in _TRANSLATIONS:
         if fragment in message:
             return meaning
-    if match := _POLARS_PARSE.search(message):
+    if match := POLARS_PARSE.search(message):
         return f"column {match['column']!r} holds the text {match['value']!r} where numbers are expected"
     return message
 
@@ -363,7 +303,7 @@ def read_measurement_file(path: str | Path, *, reader: ReaderChoice = None,
     _require_tools(name, file)
     try:
         if name == IONWORKS:
-            return pl.read_parquet(file) if file.suffix.lower() == ".parquet" else _read_ionworks_csv(file)
+            return pl.read_parquet(file) if file.suffix.lower() == ".parquet" else read_ionworks_csv(file)
         with _normalised(file, name) as readable:
             return time_series(readable, reader=name, options=options)
     except InvalidMeasurementError:

@@ -20,6 +20,7 @@ import polars as pl
 
 from .cycler_files import IONWORKS, ReaderChoice, detect_format, read_measurement_file, reader_for
 from .exceptions import InvalidMeasurementError
+from .ionworks_csv import write_ionworks_parquet
 
 FrameLike = Union[pl.DataFrame, pd.DataFrame]
 MeasurementData = Union[pl.DataFrame, pd.DataFrame, str, Path]
@@ -96,9 +97,13 @@ def _digest(height: int, columns: Any) -> str:
     for series in columns:
         name = series.name
         digest.update(f"{name}\x1f{series.dtype}\x1e".encode())
-        digest.update(memoryview(series.is_null().to_numpy()))
+        # Chunk by chunk: the same bytes as the whole column's buffers, without joining them into one first.
+        chunks = series.get_chunks()
+        for chunk in chunks:
+            digest.update(memoryview(chunk.is_null().to_numpy()))
         if series.dtype.is_numeric() or series.dtype == pl.Boolean:
-            digest.update(memoryview(np.ascontiguousarray(series.cast(pl.Float64).fill_null(0.0).to_numpy())))
+            for chunk in chunks:
+                digest.update(memoryview(np.ascontiguousarray(chunk.cast(pl.Float64).fill_null(0.0).to_numpy())))
         else:
             digest.update(series.cast(pl.String).fill_null("").str.join("\x1f").item().encode())
     return digest.hexdigest()
@@ -135,9 +140,9 @@ def select_cycles(frame: pl.DataFrame, cycles: tuple[int, int], *, file: str | N
 class StagedMeasurement:
     """A time series ready to upload: a parquet file, and the frame when it is in memory anyway.
 
-    ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file when an Ionworks
-    parquet file is sent as it is. ``path`` is the file to send; a frame's file is written in the background
-    (beside the checks and the digest), and ``path`` waits for it.
+    ``table`` is what the checks read: the in-memory frame, or a scan of the parquet file for an Ionworks-style
+    file (sent as it is, or streamed from its CSV). ``path`` is the file to send; a frame's file is written in
+    the background (beside the checks), and ``path`` waits for it.
     """
 
     file: Path
@@ -183,12 +188,13 @@ def stage_measurement(
     options: Optional[dict[str, Any]] = None,
     cycles: Optional[tuple[int, int]] = None,
 ) -> Iterator[StagedMeasurement]:
-    """The data as a parquet file to upload (temporary, removed on exit), and as a frame unless it is one already.
+    """The data as a parquet file to upload (temporary, removed on exit), and as a frame when it is in memory.
 
-    An Ionworks-style parquet file is used as it is, read column by column. Anything else is read once into
-    a frame (an Ionworks-style CSV by polars' multi-threaded reader, vendor files by their reader), which the
-    checks and the digest read while its parquet file is written on a background thread (polars releases the
-    GIL): one copy of the table in memory, and the write off the critical path.
+    An Ionworks-style parquet file is used as it is; an Ionworks-style CSV is streamed into a parquet file a
+    piece at a time (:func:`~ionworks_prefect.ionworks_csv.write_ionworks_parquet`). Either is then read
+    column by column, so the table is never in memory whole. Anything else (vendor files, ``cycles=``, frames)
+    is read once into a frame, which the checks and the digest read while its parquet file is written on a
+    background thread (polars releases the GIL).
 
     Example:
         >>> with stage_measurement("runs/rpt.csv") as staged:
@@ -199,9 +205,13 @@ def stage_measurement(
         if isinstance(data, (str, Path)):
             file = Path(data).expanduser()
             source = str(file.resolve())
-            if cycles is None and file.suffix.lower() == ".parquet" and file.is_file() and file.stat().st_size and (
+            if cycles is None and file.is_file() and file.stat().st_size and (
                     reader_for(file, reader) or detect_format(file)) == IONWORKS:
-                yield StagedMeasurement(file, source)
+                if file.suffix.lower() == ".parquet":
+                    yield StagedMeasurement(file, source)
+                else:
+                    write_ionworks_parquet(file, target)
+                    yield StagedMeasurement(target, source)
                 return
             frame = read_measurement_file(file, reader=reader, options=options)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -167,7 +167,7 @@ def _settle(client: Ionworks, measurement_id: str, timeout: float) -> None:
     )
 
 
-def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], series: Path,
+def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], digest: Future, series: Path,
                     steps: Optional[pl.DataFrame]) -> Any:
     """``client.cell_measurement.create(..., wait_for_processing=False)`` without its second validation pass.
 
@@ -177,8 +177,9 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
     the same data with the same arguments (and the sanity checks before it), so repeating it would spend the
     upload's largest cost twice (the per-step sign-convention fits). This runs steps 3-7 with the client's own
     methods, in create's order, so transport, multipart and confirm behave as in ``create``; the time series
-    is PUT from the staged parquet file, streamed, instead of being serialised again in memory. A client
-    without those methods gets ``create`` itself.
+    is PUT from the staged parquet file, streamed, instead of being serialised again in memory. The content
+    digest (being hashed meanwhile) is first needed in the confirm's tags. A client without those methods gets
+    ``create`` itself.
 
     Each step is its own retried request, and the pending upload is kept across the retries of the later
     ones: a PUT or a confirm that lost its connection is sent again into the same upload, never into a second
@@ -188,7 +189,7 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
     measurements = client.cell_measurement
     steps_3_to_7 = ("_initiate_upload", "_require_upload", "_upload_upload_target", "_confirm_upload")
     if not all(hasattr(measurements, method) for method in steps_3_to_7):
-        detail = {"measurement": info, "time_series": pl.read_parquet(series),
+        detail = {"measurement": _with_digest_tag(info, digest), "time_series": pl.read_parquet(series),
                   **({"steps": steps} if steps is not None else {})}
         return measurements.create(instance_id, detail, wait_for_processing=False)
     from ionworks._dataframe import parquet_upload_body
@@ -215,7 +216,12 @@ def _create_checked(client: Ionworks, instance_id: str, info: dict[str, Any], se
         call("upload measurement steps", put_steps)
     return call("confirm measurement upload", measurements._confirm_upload,
                 measurement_id=path_segment(started.measurement_id), cell_instance_id=instance_id,
-                measurement_data={k: v for k, v in info.items() if k != "data_type"}, wait_for_processing=False)
+                measurement_data={k: v for k, v in _with_digest_tag(info, digest).items() if k != "data_type"},
+                wait_for_processing=False)
+
+
+def _with_digest_tag(info: dict[str, Any], digest: Future) -> dict[str, Any]:
+    return {**info, "tags": [_digest_tag(digest.result()), *info["tags"]]}
 
 
 def store_measurement(
@@ -254,25 +260,26 @@ def store_measurement(
             if missing:
                 raise InvalidMeasurementError(f"Cycler data needs a {missing[0]!r} column; the data has {columns}",
                                               file=staged.source, column=missing[0])
+        check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
+                          voltage_window=voltage_window)
+        steps_frame = as_polars(steps, what="steps") if steps is not None else None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="measurement-digest") as pool:
-            digest = pool.submit(staged.digest)  # polars and hashlib release the GIL: hashed beside the checks
-            check_measurement(staged.table, file=staged.source, data_type=data_type, rated_capacity=rated_capacity,
-                              voltage_window=voltage_window)
-            steps_frame = as_polars(steps, what="steps") if steps is not None else None
-            digest = digest.result()
-        return _store_checked(client, staged, digest, cell, name or Path(staged.source).stem, steps_frame,
-                              notes=notes, tags=tags, data_type=data_type, start_time=start_time, force=force,
-                              processing_timeout=processing_timeout)
+            # polars and hashlib release the GIL: hashed while the cell and the name are looked up and the file
+            # is sent (after the checks, so the two never hold their columns at once).
+            digest = pool.submit(staged.digest)
+            return _store_checked(client, staged, digest, cell, name or Path(staged.source).stem, steps_frame,
+                                  notes=notes, tags=tags, data_type=data_type, start_time=start_time, force=force,
+                                  processing_timeout=processing_timeout)
 
 
-def _store_checked(client: Ionworks, staged: StagedMeasurement, digest: str, cell: CellArg, name: str,
+def _store_checked(client: Ionworks, staged: StagedMeasurement, digest: Future, cell: CellArg, name: str,
                    steps: Optional[pl.DataFrame], *, notes: str | None, tags: Iterable[str], data_type: str | None,
                    start_time: datetime | str | None, force: bool, processing_timeout: float) -> UploadedMeasurement:
     instance_id = resolve_cell_instance(client, cell)
 
     def reference(measurement_id: str, created: bool) -> UploadedMeasurement:
         return UploadedMeasurement(id=measurement_id, name=name, cell_instance_id=instance_id,
-                                   row_count=staged.height, step_count=staged.step_count(), digest=digest,
+                                   row_count=staged.height, step_count=staged.step_count(), digest=digest.result(),
                                    created=created, source_file=staged.source)
 
     def reuse(existing: Any) -> UploadedMeasurement | None:
@@ -280,7 +287,7 @@ def _store_checked(client: Ionworks, staged: StagedMeasurement, digest: str, cel
         if existing.processing_status == "failed":
             _delete(client, existing.id)
             return None
-        if _stored_digest_matches(client, existing, digest):
+        if _stored_digest_matches(client, existing, digest.result()):
             _settle(client, existing.id, processing_timeout)
             return reference(existing.id, created=False)
         if force:
@@ -295,10 +302,11 @@ def _store_checked(client: Ionworks, staged: StagedMeasurement, digest: str, cel
     existing = _find_by_name(client, instance_id, name)
     if existing is not None and (found := reuse(existing)) is not None:
         return found
-    info = {"name": name, "tags": [_digest_tag(digest), *tags], **({"notes": notes} if notes else {}),
+    info = {"name": name, "tags": list(tags), **({"notes": notes} if notes else {}),
             **({"data_type": data_type} if data_type else {}), **({"start_time": _iso(start_time)} if start_time else {})}
     try:
-        bundle = call("upload measurement", _create_checked, client, instance_id, info, staged.path, steps)
+        bundle = call("upload measurement", _create_checked, client, instance_id, info, digest, staged.path,
+                      steps)
     except (IonworksTransientError, IonworksRequestError) as exc:
         # A duplicate name (409) or a failure after the server stored the upload: look before retrying.
         if not isinstance(exc, IonworksTransientError) and exc.status_code != 409:

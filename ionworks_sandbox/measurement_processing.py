@@ -73,7 +73,10 @@ def read_time_series(path: Path) -> pl.DataFrame:
         raise UploadRejected(f"{TIME_SERIES} was not uploaded")
     try:
         columns = list(pl.read_parquet_schema(path))
-        frame = pl.read_parquet(path, columns=[name for name in columns if name in DERIVATION_COLUMNS])
+        # One column at a time, each into one buffer: ionworksdata reads columns with to_numpy, which copies
+        # a column of several chunks whole at every call.
+        frame = pl.DataFrame([pl.read_parquet(path, columns=[name])[name].rechunk()
+                              for name in columns if name in DERIVATION_COLUMNS])
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UploadRejected(f"{TIME_SERIES} could not be read as Parquet: {exc}") from None
     check_time_series(frame, columns)
@@ -143,10 +146,14 @@ def _digest(columns: Iterable[pl.Series]) -> str:
         digest.update(json.dumps(column.name).encode())
         if column.dtype.is_numeric():
             digest.update(b"n")
-            # Buffers hashed in place (float64, little-endian on every supported platform): no byte copies.
-            digest.update(memoryview(np.ascontiguousarray(column.cast(pl.Float64).fill_null(np.nan).to_numpy(),
-                                                          dtype="<f8")))
-            digest.update(memoryview(column.is_null().to_numpy()))
+            # Buffers hashed in place chunk by chunk (float64, little-endian on every supported platform): the
+            # same bytes as the whole column's, never joined into one copy.
+            chunks = column.get_chunks()
+            for chunk in chunks:
+                digest.update(memoryview(np.ascontiguousarray(chunk.cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                                                              dtype="<f8")))
+            for chunk in chunks:
+                digest.update(memoryview(chunk.is_null().to_numpy()))
         else:
             digest.update(b"v")
             digest.update(json.dumps(column.to_list(), default=str).encode())

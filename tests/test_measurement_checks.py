@@ -127,18 +127,40 @@ def test_digest_is_vectorised_and_follows_values():
     assert frame_digest(frame) != frame_digest(frame.with_columns(pl.lit("cv").alias("Label")))
 
 
-def test_a_csv_is_staged_once_in_memory_and_its_parquet_file_written_in_the_background(tmp_path):
+def test_a_csv_is_streamed_to_parquet_and_a_frame_written_in_the_background(tmp_path):
     frame = discharge_frame().with_columns(pl.lit("cc").alias("Label"))
     frame.write_csv(tmp_path / "rpt.csv")
-    with stage_measurement(tmp_path / "rpt.csv") as staged:
-        assert staged.frame is not None and staged.writing is not None
+    with stage_measurement(tmp_path / "rpt.csv") as staged:  # never in memory whole
+        assert staged.frame is None and staged.writing is None
         assert frame_digest(pl.read_parquet(staged.path)) == staged.digest() == frame_digest(read_measurement_file(
             tmp_path / "rpt.csv"))
-        assert staged.writing.done() and staged.height == frame.height and staged.step_count() == 3
+        assert staged.height == frame.height and staged.step_count() == 3
     assert not staged.path.exists()
+    with stage_measurement(frame) as staged:
+        assert staged.frame is not None and staged.writing is not None
+        assert frame_digest(pl.read_parquet(staged.path)) == staged.digest() == frame_digest(frame)
+        assert staged.writing.done()
     frame.write_parquet(tmp_path / "rpt.parquet")
     with stage_measurement(tmp_path / "rpt.parquet") as staged:  # sent as it is, read column by column
         assert staged.frame is None and staged.path == tmp_path / "rpt.parquet" and staged.digest() == frame_digest(frame)
+
+
+def test_a_streamed_csv_equals_the_whole_read_across_pieces(tmp_path, monkeypatch):
+    import ionworks_prefect.ionworks_csv as ionworks_csv
+
+    monkeypatch.setattr(ionworks_csv, "PIECE_BYTES", 4096)  # many pieces, quoted line breaks among them
+    rows = 30_000
+    notes = ['a,"b"\nc' if i % 777 == 0 else "x" for i in range(rows)]
+    frame = pl.DataFrame({TIME: np.arange(rows, dtype=float), CURRENT: np.ones(rows), VOLTAGE: np.full(rows, 3.7),
+                          STEP: np.arange(rows) // 1000, "Note": notes})
+    frame.write_csv(tmp_path / "quoted.csv")
+    ionworks_csv.write_ionworks_parquet(tmp_path / "quoted.csv", tmp_path / "out.parquet")
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(read_measurement_file(tmp_path / "quoted.csv"))
+    _set(frame.with_columns(pl.col(VOLTAGE).cast(pl.String)), VOLTAGE, 25_000, pl.lit("4.0V")).write_csv(
+        tmp_path / "typo.csv")
+    with pytest.raises(InvalidMeasurementError) as caught:
+        ionworks_csv.write_ionworks_parquet(tmp_path / "typo.csv", tmp_path / "out.parquet")
+    assert (caught.value.column, caught.value.row) == (VOLTAGE, 25_000) and "'4.0V'" in str(caught.value)
 
 
 @flow
