@@ -30,7 +30,8 @@ from pydantic import BaseModel, Field
 
 from ._calls import call
 from .credentials import CredentialsArg, resolve_credentials
-from .measurements import DIGEST_TAG_PREFIX, CellArg, CellTarget
+from .measurement_upload import DIGEST_TAG_PREFIX
+from .measurements import CellArg, CellTarget
 from .resource_ids import check_resource_id, path_segment
 from .retries import ionworks_task
 

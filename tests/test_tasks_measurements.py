@@ -114,13 +114,13 @@ def test_a_frame_the_server_could_not_process_is_refused_before_sending(client):
 def test_server_processing_failure_removes_the_upload(client):
     """The server refuses what the plugin would have caught (sent here by the official client on its own, which
     accepts a frame without voltage): waiting on its processing deletes it and names the server's reason."""
-    from ionworks_prefect.measurements import _settle
+    from ionworks_prefect.measurement_upload import settle_processing
 
     _, instance_id = new_instance(client)
     created = client.cell_measurement.create(instance_id, {"measurement": {"name": "no-voltage"},
                                                            "time_series": discharge_frame().drop(VOLTAGE)},
                                              wait_for_processing=False)  # fmt: skip
     with pytest.raises(MeasurementProcessingFailed) as caught:
-        _settle(client, created.id, timeout=30)
+        settle_processing(client, created.id, timeout=30)
     assert "Voltage [V]" in caught.value.reason and caught.value.reason in str(caught.value)
     assert _names(client, instance_id) == []
