@@ -83,22 +83,36 @@ def _pieces(file: Path) -> Iterator[bytes]:
     least :data:`INFER_ROWS` rows (all of them in a shorter file).
 
     A piece never ends inside a quoted field (an even count of quote characters before its cut), so a field
-    holding a line break stays whole.
+    holding a line break stays whole. Each byte is searched for a cut once: a cut that was inside quotes stays
+    inside them however much is read after it, so a stray quote costs one pass, not one per piece.
     """
     with open(file, "rb") as handle:
-        data, first = b"", True
+        data, first, searched, odd = b"", True, 0, False  # no cut in data[:searched]; odd: its quote count
         while block := handle.read(PIECE_BYTES):
             data += block
             if first and data.count(b"\n") <= INFER_ROWS:
                 continue
-            cut = data.rfind(b"\n") + 1
-            while cut and data.count(b'"', 0, cut) % 2:
-                cut = data.rfind(b"\n", 0, cut - 1) + 1
+            cut, odd = _last_record_end(data, searched, odd)
+            searched = len(data)
             if cut:
                 yield data[:cut]
-                data, first = data[cut:], False
+                data, first, searched = data[cut:], False, searched - cut
         if first or data.strip():
             yield data
+
+
+def _last_record_end(data: bytes, start: int, odd_before: bool) -> tuple[int, bool]:
+    """(The end of the last line of ``data`` that ends outside quotes, if it lies after ``start``, else 0;
+    whether ``data`` holds an odd count of quote characters), given that count's parity before ``start``."""
+    odd_all = odd_before ^ bool(data.count(b'"', start) % 2)
+    odd, end = odd_all, len(data)
+    cut = data.rfind(b"\n", start) + 1
+    while cut > start:
+        odd ^= bool(data.count(b'"', cut, end) % 2)  # now the parity of data[:cut]
+        if not odd:
+            return cut, odd_all
+        end, cut = cut, data.rfind(b"\n", start, cut - 1) + 1
+    return 0, odd_all
 
 
 def write_ionworks_parquet(file: Path, target: Path) -> None:
