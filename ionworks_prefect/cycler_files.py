@@ -33,7 +33,7 @@ from ionworksdata.read import BaseReader, detect_reader, time_series
 from ionworksdata.read.biologic import Biologic
 
 from .exceptions import InvalidMeasurementError
-from .ionworks_csv import POLARS_PARSE, head_lines, read_ionworks_csv, separator_of
+from .ionworks_csv import DECIMAL_COMMA, POLARS_PARSE, head_lines, read_ionworks_csv, separator_of
 
 #: Ionworks-style table (CSV or parquet with these columns), read by polars as it is.
 IONWORKS = "ionworks"
@@ -45,7 +45,6 @@ STANDARD_COLUMNS = frozenset({"Time [s]", "Step count"})
 ReaderChoice = Union[str, Mapping[str, str], None]
 
 _CHUNK_BYTES = 16 * 1024 * 1024
-_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
 _DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?")
 _QUOTED_LINE = re.compile(rb'^"|"(?=\r?$)', re.MULTILINE)
 #: Readers whose own parsing already handles decimal commas.
@@ -210,7 +209,7 @@ def _text_fixes(file: Path, reader: str) -> tuple[bool, bool]:
     comma = False
     if reader not in _READS_DECIMAL_COMMAS and data and separator_of(data[-1]) != ",":
         fields = [f.strip() for line in data[-50:] for f in re.split(r"[\t;]", line)]
-        comma = any(_DECIMAL_COMMA.fullmatch(f) for f in fields) and not any(
+        comma = any(DECIMAL_COMMA.fullmatch(f) for f in fields) and not any(
             _DECIMAL_POINT.fullmatch(f) for f in fields)
     return quoted, comma
 

@@ -31,7 +31,8 @@ PIECE_BYTES = 1 << 20
 _NUMERIC = {name: pl.Float64 for name in BaseReader.ALWAYS_NUMERIC_COLUMNS} | {
     "Step count": pl.Int64, "Cycle count": pl.Int64}
 _HEAD_BYTES = 64 * 1024
-_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
+#: A number written with a decimal comma.
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
 POLARS_PARSE = re.compile(r"could not parse `(?P<value>[^`]*)` as dtype `(?P<dtype>[^`]*)` at column '(?P<column>[^']*)'")
 
 
@@ -64,7 +65,7 @@ def ionworks_csv_options(file: Path) -> dict[str, Any]:
             raise InvalidMeasurementError(f"Column {name!r} appears twice in the header", file=str(file), column=name)
         seen.add(name)
     fields = [f.strip() for line in lines[1:51] for f in line.split(separator)]
-    decimal_comma = separator != "," and any(_DECIMAL_COMMA.fullmatch(f) for f in fields)
+    decimal_comma = separator != "," and any(DECIMAL_COMMA.fullmatch(f) for f in fields)
     return {"separator": separator, "decimal_comma": decimal_comma, "infer_schema_length": INFER_ROWS,
             "schema_overrides": {name: dtype for name, dtype in _NUMERIC.items() if name in seen}}
 
