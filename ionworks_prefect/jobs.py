@@ -32,7 +32,8 @@ from pydantic import Field
 from ._calls import acall
 from .credentials import IonworksCredentials
 from .pipeline_config import prepare_pipeline, referenced_measurements
-from .pipelines import await_pipeline, log_submission, raise_for_failure, read_result, submit_uploaded
+from .pipeline_submission import log_submission, submit_uploaded
+from .pipelines import await_pipeline, raise_for_failure, read_result
 from .results import PipelineResult, PipelineRun
 from .retries import ionworks_task
 from .waiting import PollSchedule

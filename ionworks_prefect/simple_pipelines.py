@@ -15,7 +15,8 @@ from ._calls import acall, call, run_logger
 from .credentials import CredentialsArg, resolve_credentials
 from .measurements import CellArg
 from .pipeline_config import PipelineConfig, config_dict, prepare_pipeline
-from .pipelines import SubmissionCache, log_submission, raise_for_failure, run_from_record, submit_uploaded
+from .pipeline_submission import SubmissionCache, log_submission, run_from_record, submit_uploaded
+from .pipelines import raise_for_failure
 from .resource_ids import resource_path
 from .results import ElementSummary, PipelineResult, PipelineRun
 from .retries import ionworks_task

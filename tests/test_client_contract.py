@@ -15,11 +15,12 @@ import pytest
 from ionworks import Ionworks
 from ionworks.errors import IonworksError
 
-from ionworks_prefect import MeasurementProcessingFailed, history, pipelines, upload_measurement
+from ionworks_prefect import MeasurementProcessingFailed, history, pipeline_submission, upload_measurement
 from ionworks_prefect.history import list_fit_records
 from ionworks_prefect.measurements import store_measurement
 from ionworks_prefect.pipeline_config import hash_tag, prepare_pipeline
-from ionworks_prefect.pipelines import read_result, submit_prepared
+from ionworks_prefect.pipeline_submission import submit_prepared
+from ionworks_prefect.pipelines import read_result
 from ionworks_prefect.status_reads import SIMULATIONS, STATUSES_CHUNK, StatusReader
 from ionworks_sandbox.app import create_app
 from ionworks_sandbox.measurement_processing import INLINE_ROW_LIMIT
@@ -122,7 +123,7 @@ def test_a_resubmission_is_found_when_the_server_ignores_the_description_filter(
     first = submit_prepared(via_proxy, prepared, project_id=project)
     for i in range(3):
         client.pipeline.create(entry_pipeline(unique(f"newer-{i}")), project_id=project)
-    monkeypatch.setattr(pipelines, "LOOKUP_PAGE_SIZE", 2)
+    monkeypatch.setattr(pipeline_submission, "LOOKUP_PAGE_SIZE", 2)
 
     again = submit_prepared(via_proxy, prepared, project_id=project)
     assert (again.id, again.reattached) == (first.id, True)
