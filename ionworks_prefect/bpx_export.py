@@ -2,7 +2,10 @@
 
 Functions of the base set are tabulated at the reference temperature (OCPs over stoichiometry, electrolyte
 transport over concentration); exchange-current densities become BPX reaction rate constants. Temperature
-dependence (activation energies) is not carried over.
+dependence (activation energies) is not carried over. An OCP adapted through knots (``"Positive electrode OCP
+at Stoichiometry 0.5 [V]"``, fitted or held from an earlier fit) is written as that curve: linear between the
+knots, its end segments extended, as ``PiecewiseInterpolation1D`` defines it. Changed values BPX has no field
+for (a contact resistance) go into its ``User-defined`` section, which PyBaMM reads back under the same names.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import ParameterSetError
+from .parameter_sets import curve_knot
 
 BPX_VERSION = 1.0
 _STO_GRID = np.linspace(0.002, 0.998, 120)
@@ -35,11 +39,16 @@ _INDIRECT = {
 }
 
 
+def _same(base: Any, value: float) -> bool:
+    return isinstance(base, numbers.Number) and float(base) == float(value)
+
+
 class _Reader:
     """Reads base-set values and remembers which names were used."""
 
-    def __init__(self, values: Any) -> None:
+    def __init__(self, values: Any, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         self.values = values
+        self.curves = curves
         self.used: set[str] = set(_INDIRECT)
 
     def __call__(self, name: str) -> Any:
@@ -59,13 +68,48 @@ class _Reader:
         return np.asarray(self.values.process_symbol(symbol).evaluate(), dtype=float).ravel()
 
     def table(self, name: str, x: np.ndarray, *rest: float) -> Any:
-        """A float for constants, else a BPX interpolated table over ``x``."""
+        """A float for constants, else a BPX interpolated table over ``x`` (a fitted curve over its own points)."""
         value = self(name)
+        if name in self.curves:
+            points, curve = self.curves[name]
+            return {"x": points.tolist(), "y": curve.tolist()}
         if isinstance(value, numbers.Number):
             return float(value)
         y = self.evaluate(name, x, *rest)
         keep = np.isfinite(y)
         return {"x": x[keep].tolist(), "y": y[keep].tolist()}
+
+
+def fitted_curves(overrides: dict[str, float], known: Any) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], set[str]]:
+    """Curves of the base set adapted through knots over stoichiometry, as (points, values), and the knots' names.
+
+    A curve is tabulated on the export grid and at each knot: exact at the knots and linear between them, its
+    end segments extended linearly (``PiecewiseInterpolation1D`` joins segments through a hinge 1e-4 wide,
+    which this leaves out).
+
+    Example:
+        >>> curves, knots = fitted_curves({"Positive electrode OCP at Stoichiometry 0.2 [V]": 4.2,
+        ...                                "Positive electrode OCP at Stoichiometry 0.9 [V]": 3.6}, ["Positive electrode OCP [V]"])
+    """
+    by_curve: dict[str, dict[float, tuple[str, float]]] = {}
+    for name, value in overrides.items():
+        knot = curve_knot(name)
+        if knot is not None and knot[1] == "Stoichiometry" and knot[0] in known:
+            by_curve.setdefault(knot[0], {})[knot[2]] = (name, float(value))
+    curves, knots = {}, set()
+    for curve, points in by_curve.items():
+        if len(points) < 2:
+            continue
+        at = np.array(sorted(points))
+        value = np.array([points[a][1] for a in at])
+        grid = np.union1d(_STO_GRID, at)
+        table = np.interp(grid, at, value)
+        below, above = grid < at[0], grid > at[-1]
+        table[below] = value[0] + (grid[below] - at[0]) * (value[1] - value[0]) / (at[1] - at[0])
+        table[above] = value[-1] + (grid[above] - at[-1]) * (value[-1] - value[-2]) / (at[-1] - at[-2])
+        curves[curve] = (grid, table)
+        knots.update(name for name, _ in points.values())
+    return curves, knots
 
 
 def _electrode(read: _Reader, side: str, sto_limits: tuple[float, float], c_e: float, t_ref: float) -> dict:
@@ -99,7 +143,8 @@ def export_bpx(overrides: dict[str, float], *, fitted: list[str], base: str = "C
                title: str = "Fitted parameters") -> dict[str, Any]:
     """Merge ``overrides`` over the PyBaMM set ``base`` and return a BPX document validated with ``bpx``.
 
-    ``fitted`` names must all be carried by BPX, else :class:`ParameterSetError`.
+    ``fitted`` names must be parameters of the base set or knots of one of its curves, else
+    :class:`ParameterSetError`; those BPX has no field for are kept in its ``User-defined`` section.
 
     Example:
         >>> export_bpx({"Negative particle diffusivity [m2.s-1]": 5e-14}, fitted=["Negative particle diffusivity [m2.s-1]"])
@@ -111,11 +156,15 @@ def export_bpx(overrides: dict[str, float], *, fitted: list[str], base: str = "C
         values = pybamm.ParameterValues(base)
     except Exception as exc:  # noqa: BLE001 - unknown base set
         raise ParameterSetError(f"Unknown PyBaMM parameter set {base!r}: {exc}") from exc
-    unknown = [n for n in overrides if n not in values.keys() and n in fitted]
+    curves, knots = fitted_curves(overrides, values.keys())
+    unknown = [n for n in overrides if n not in values.keys() and n in fitted and n not in knots]
     if unknown:
         raise ParameterSetError(f"Fitted parameter(s) not in the {base} base set, so not exportable to BPX: {unknown}")
+    changed = {k: v for k, v in overrides.items() if k in values.keys() and (k in fitted or not _same(values[k], v))}
     values.update({k: v for k, v in overrides.items() if k in values.keys()})
-    read = _Reader(values)
+    values.update({curve: (f"Fitted {curve}", table) for curve, table in curves.items()})
+    read = _Reader(values, curves)
+    read.used |= knots
     try:
         x0, x100, y100, y0 = pybamm.lithium_ion.get_min_max_stoichiometries(values)
         t_ref, c_e = read("Reference temperature [K]"), values["Initial concentration in electrolyte [mol.m-3]"]
@@ -155,9 +204,9 @@ def export_bpx(overrides: dict[str, float], *, fitted: list[str], base: str = "C
         }
     except (KeyError, ValueError, TypeError, pybamm.ModelError) as exc:
         raise ParameterSetError(f"The {base}-based parameter set cannot be expressed in BPX: {exc}") from exc
-    dropped = [n for n in fitted if n not in read.used]
-    if dropped:
-        raise ParameterSetError(f"BPX has no field for fitted parameter(s) {dropped}; export would lose them")
+    user_defined = {name: float(value) for name, value in changed.items() if name not in read.used}
+    if user_defined:
+        document["Parameterisation"]["User-defined"] = user_defined
     try:
         bpx.parse_bpx_obj(copy.deepcopy(document))  # parsing replaces nested dicts with models
     except Exception as exc:  # noqa: BLE001 - bpx raises pydantic and its own errors

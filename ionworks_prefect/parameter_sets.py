@@ -20,6 +20,22 @@ DRIFT_COLUMNS = ("parameter", "previous", "current", "absolute_change", "relativ
 _CURVE_KNOT = re.compile(r"^(?P<curve>.+) at (?P<variable>\S+) (?P<at>[-+0-9.eE]+) \[(?P<unit>[^\]]*)\]$")
 
 
+def curve_knot(name: str) -> tuple[str, str, float] | None:
+    """For a knot of a fitted curve, the curve's name with its unit, the variable and where the knot sits.
+
+    Example:
+        >>> curve_knot("Positive electrode OCP at Stoichiometry 0.5 [V]")
+        ('Positive electrode OCP [V]', 'Stoichiometry', 0.5)
+    """
+    found = _CURVE_KNOT.match(name)
+    if not found:
+        return None
+    try:
+        return f"{found['curve']} [{found['unit']}]", found["variable"], float(found["at"])
+    except ValueError:
+        return None
+
+
 class FittedParameter(BaseModel):
     """One fitted parameter: its value, the search bounds and start, and the element that fitted it."""
 
@@ -40,8 +56,8 @@ class FittedParameter(BaseModel):
             >>> FittedParameter(name="Positive electrode OCP at Stoichiometry 0.5 [V]", value=3.9).curve
             'Positive electrode OCP [V]'
         """
-        found = _CURVE_KNOT.match(self.name)
-        return f"{found['curve']} [{found['unit']}]" if found else None
+        knot = curve_knot(self.name)
+        return knot[0] if knot else None
 
     @property
     def at_bound(self) -> bool:

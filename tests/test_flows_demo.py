@@ -7,6 +7,7 @@ import json
 import os
 
 import httpx
+import pybamm
 import pytest
 
 from flows.demo import AGEING, MODES, R_CONTACT, run
@@ -34,7 +35,9 @@ def test_demo_follows_the_cell_across_three_tests_and_stops_its_sandbox(sandbox,
     assert f"{CELL_SLUG}.json" in written and any(n.endswith(".png") for n in written)
     saved = json.loads((tmp_path / "parameters" / f"{CELL_SLUG}.json").read_text())["parameters"]
     assert {p["name"] for p in saved} >= {n for n, _ in MODES}
-    assert f"{CELL_SLUG}.bpx.json" not in written  # BPX has no contact resistance: an export would drop it
+    bpx = pybamm.ParameterValues.create_from_bpx_obj(
+        json.loads((tmp_path / "parameters" / f"{CELL_SLUG}.bpx.json").read_text()))
+    assert bpx[R_CONTACT] == pytest.approx(refit.fitted.values[R_CONTACT])  # kept in BPX's User-defined section
     assert len(list((tmp_path / "cycler-files").glob("rpt-*/*"))) == 2 * len(AGEING)
 
     shown = capsys.readouterr().out

@@ -106,15 +106,52 @@ def test_bpx_export_validates_and_reproduces_the_fitted_model():
     assert rmse_mv < 5.0
 
 
-def test_bpx_export_refuses_parameters_it_would_lose():
-    result = _result(5e-14)
-    result = result.model_copy(update={"parameter_values": {**result.parameter_values, "SEI resistivity [Ohm.m]": 1.0},
-                                       "elements": {**result.elements, "fit": ElementSummary(
-                                           name="fit", result_type="OptimizationResult", fitted=True,
-                                           parameter_values={"SEI resistivity [Ohm.m]": 1.0})},
-                                       "config": None})
-    with pytest.raises(ParameterSetError, match="SEI resistivity"):
+def _with_fit(result: PipelineResult, fitted: dict[str, float], held: dict[str, float] = {}) -> PipelineResult:
+    """``result`` with ``fitted`` added to its fit element and ``held`` as values the pipeline fixed."""
+    fit = result.elements["fit"].model_copy(update={"parameter_values": {**result.elements["fit"].parameter_values,
+                                                                          **fitted}})
+    return result.model_copy(update={"parameter_values": {**result.parameter_values, **held, **fitted},
+                                     "elements": {**result.elements, "fit": fit}, "config": None})
+
+
+def test_bpx_export_refuses_a_parameter_pybamm_does_not_know():
+    result = _with_fit(_result(5e-14), {"Lithium plating rate fudge [-]": 1.0})
+    with pytest.raises(ParameterSetError, match="Lithium plating rate fudge"):
         FittedParameterSet.from_pipeline_result(result).to_bpx()
+
+
+def test_bpx_export_keeps_a_held_ocp_curve_and_a_contact_resistance():
+    """A later test's set: the positive OCP held at knots an earlier fit found, a contact resistance fitted."""
+    ocp = pybamm.ParameterValues("Chen2020")["Positive electrode OCP [V]"]
+    at = np.array([0.2, 0.3, 0.45, 0.6, 0.8, 1.0])
+    knots = {f"Positive electrode OCP at Stoichiometry {a:g} [V]": float(ocp(pybamm.Scalar(a)).evaluate()) + 0.02
+             for a in at}
+    resistance = {"Contact resistance [Ohm]": 0.012, "SEI resistivity [Ohm.m]": 3e5}
+    fitted = FittedParameterSet.from_pipeline_result(_with_fit(_result(4.9e-14), resistance, knots))
+    document = fitted.to_bpx()
+    assert document["Parameterisation"]["User-defined"] == resistance
+    table = document["Parameterisation"]["Positive electrode"]["OCP [V]"]
+    assert np.interp(at, table["x"], table["y"]) == pytest.approx(list(knots.values()))
+
+    exported = pybamm.ParameterValues.create_from_bpx_obj(json.loads(json.dumps(document)))
+    assert {k: exported[k] for k in resistance} == resistance
+    native = pybamm.ParameterValues("Chen2020")
+    y = list(knots.values())
+    native.update({DN: 4.9e-14, DP: TRUE[DP], **resistance, "Positive electrode OCP [V]": lambda sto: pybamm.Interpolant(
+        at, np.array(y), sto, interpolator="linear", extrapolate=True)})
+    native.set_initial_state(1.0, inplace=True)
+
+    def discharge(values) -> tuple[np.ndarray, np.ndarray]:
+        model = pybamm.lithium_ion.SPMe({"contact resistance": "true"})
+        solution = pybamm.Simulation(model, parameter_values=values).solve([0, 3000])
+        return solution["Time [s]"].entries, solution["Voltage [V]"].entries
+
+    (t1, v1), (t2, v2) = discharge(native), discharge(exported)
+    grid = np.linspace(0, min(t1[-1], t2[-1]), 200)
+    assert 1000 * np.sqrt(np.mean((np.interp(grid, t1, v1) - np.interp(grid, t2, v2)) ** 2)) < 5.0
+    unchanged = FittedParameterSet.from_pipeline_result(_result(4.9e-14)).to_bpx()
+    assert "User-defined" not in unchanged["Parameterisation"]
+    assert unchanged["Parameterisation"]["Positive electrode"]["OCP [V]"] != table
 
 
 def _events(name: str, resource_prefix: str, until=bool, timeout: float = 20.0) -> list:

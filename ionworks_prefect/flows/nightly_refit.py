@@ -124,7 +124,7 @@ async def judge_fits(history: list[FittedParameterSet], new_pipeline_ids: list[s
 
 @task(name="Write parameter files", cache_policy=NO_CACHE)
 async def write_parameter_files(fitted: FittedParameterSet, output_dir: str, model: str) -> list[str]:
-    """Write the set as JSON and, where BPX can hold every fitted parameter, as BPX.
+    """Write the set as JSON and as BPX (unless a fitted parameter is unknown to PyBaMM: then a warning says which).
 
     Example:
         >>> await write_parameter_files(fitted, "out", "SPMe")
