@@ -43,6 +43,7 @@ from .reports import (
     trend_text,
     values_rows,
 )
+from .resource_ids import path_segment
 from .results import PublishedArtifacts
 from .retries import ionworks_task
 from .verdicts import FitVerdict
@@ -112,21 +113,24 @@ def fit_series(client: Any, pipeline_id: str, elements: Sequence[str]) -> dict[s
     """Model-vs-data series per objective of the given fit elements, an objective's from the last element fitting
     it (``{}`` when Ionworks stored none).
 
-    The channel listings, then the series, are read concurrently: a two-objective fit costs about two reads' time.
+    The pipeline's elements are listed once (each read finds its element's job there), then the channel
+    listings and the series are read concurrently: a two-objective fit costs about three reads' time.
 
     Example:
         >>> fit_series(client, run.id, ["fit"])["1C"].keys()
     """
     def channels(element: str) -> list[tuple[str, str, str]]:
-        listed = call("list fit series", client.pipeline.get_element_series_channels, pipeline_id, element)
+        listed = call("list fit series", client.pipeline.get_element_series_channels, pipeline_id, element,
+                      elements=listing)
         return [(element, objective, "optimal" if "optimal" in sources else next(iter(sources)))
                 for objective, sources in listed.items() if sources]
 
     def series(element: str, objective: str, source: str) -> tuple[str, dict[str, list]]:
         return objective, call("get fit series", client.pipeline.get_element_series, pipeline_id, element,
-                               objective, source=source)
+                               objective, source=source, elements=listing)
 
     try:
+        listing = call("list pipeline elements", client.get, f"/pipelines/{path_segment(pipeline_id)}/elements")
         with ThreadPoolExecutor(max_workers=8) as pool:
             wanted = {w[1]: w for found in pool.map(channels, elements) for w in found}  # an objective's last element
             return dict(pool.map(lambda w: series(*w), wanted.values()))

@@ -169,20 +169,24 @@ def _events(name: str, resource_prefix: str, until=bool, timeout: float = 20.0) 
 
 
 @pytest.mark.usefixtures("prefect_server", "sandbox")
-async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path):
+async def test_publish_tables_report_plot_drift_and_lineage(client, tmp_path, requests_since):
     _, instance_id = new_instance(client)
     cell = unique("Cell 7")
     measurement = upload_measurement.fn(synthetic(), instance_id, "rpt-1C")
+    publishing = []
 
     @flow
     async def fit_and_publish(optimizer: str, history: list):
         result = await run_pipeline(fit_pipeline(measurement.db_ref, optimizer=optimizer, name=unique("fit")),
                                     poll_schedule=FAST)
         fitted = FittedParameterSet.from_pipeline_result(result, cell=cell, test=f"RPT {len(history)}")
+        publishing.append(time.time())
         return fitted, await publish_parameter_set(fitted, history=history, image_dir=tmp_path, drift_threshold=0.05)
 
     first_set, first = await fit_and_publish("dummy", [])  # initial guess only: 2e-14
     second_set, second = await fit_and_publish("de", [first_set])  # the real fit: ~5e-14, a large drift
+    read = [r[2].partition("?")[0] for r in requests_since(publishing[-1]) if second_set.pipeline_id in r[2]]
+    assert read.count(f"/pipelines/{second_set.pipeline_id}/elements") == 1, read  # one listing for all series
     key = f"fitted-parameters-{cell.lower().replace(' ', '-')}"
     assert (first.table_key, second.report_key, second.history_key) == (key, f"{key}-report", f"{key}-history")
     assert (first.verdict, first.drifted, second.verdict, second.drifted) == ("baseline", [], "drifted", [DN])
