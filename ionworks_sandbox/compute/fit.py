@@ -22,7 +22,8 @@ from .costs import FAILED_COST, Cost, parse_cost
 from .errors import PipelineInputError, UnsupportedFeature
 from .models import default_parameter_names, default_value, fittable_names, is_number
 from .objectives import ObjectiveRun, ObjectiveSpec, parse_objectives, plots
-from .optimizers import OptimizerSpec, parse_optimizer, run_optimizer
+from .optimizer_config import OptimizerSpec, parse_optimizer
+from .optimizers import run_optimizer
 
 _FIT_KEYS = {
     "objectives", "parameters", "cost", "optimizer", "initial_guesses", "multistarts", "cost_logger",

@@ -15,10 +15,16 @@ from typing import Any
 import numpy as np
 
 from .costs import Cost, parse_cost
-from .data import DataSpec, Series, load_series, parse_data, MeasurementLoader
+from .data import DataSpec, MeasurementLoader, Series, load_series, parse_data
 from .errors import PipelineInputError, UnsupportedFeature
 from .models import (
-    ModelSpec, PreparedModel, RebuildingModel, fittable_names, parse_model, prepare_model, usable_parameters,
+    ModelSpec,
+    PreparedModel,
+    RebuildingModel,
+    fittable_names,
+    parse_model,
+    prepare_model,
+    usable_parameters,
 )  # fmt: skip
 
 OBJECTIVE_TYPES = ("CurrentDriven", "Pulse")

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from .simulation_tables import step_table, sanitize_metrics, time_series_table
+from .simulation_tables import sanitize_metrics, step_table, time_series_table
 from .ucp import parse_protocol, to_pybamm_experiment
 
 MODEL_TYPES = ("SPM", "SPMe", "DFN")

@@ -28,7 +28,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .ucp_ends import END_FIELDS, parse_end_mapping, parse_end_string, time_end
 from .ucp_pybamm import to_pybamm_experiment
 from .ucp_types import (
-    DEFAULT_PERIOD_S, Direction, EndCondition, MissingInputError, Mode, Protocol, ProtocolError, Step,
+    DEFAULT_PERIOD_S,
+    Direction,
+    EndCondition,
+    MissingInputError,
+    Mode,
+    Protocol,
+    ProtocolError,
+    Step,
 )
 
 __all__ = [
