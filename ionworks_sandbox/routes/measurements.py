@@ -40,8 +40,8 @@ from ..query import filter_records, order_and_page
 from ..storage import Storage
 from ..store import Store
 from ..uploads import LOCK, UPLOAD, PendingUploads
-from .measurement_metadata import check_protocol, checked_metadata, normalise_tags, time_series_only
 from .deps import Caller, Objects, Paging, Records, Uploads, envelope, owned, project_of
+from .measurement_metadata import check_protocol, checked_metadata, normalise_tags, time_series_only
 
 KIND = "cell_measurement"
 _FILTERS = ("name", "measurement_type", "created_by_email", "created_at", "updated_at", "start_time")
