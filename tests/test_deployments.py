@@ -37,12 +37,12 @@ from deployments.deploy import (
     schedules,
     triggers,
 )
-from ionworks_prefect.flows.cycler_watcher import FILE_ARRIVED, file_resource
 from ionworks_prefect import CellTarget, upload_measurement
+from ionworks_prefect.flows.cycler_watcher import FILE_ARRIVED, file_resource
 
+from .live_prefect import LivePrefect
 from .measurement_frames import unique
 from .pipeline_configs import DN, synthetic
-from .live_prefect import LivePrefect
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = yaml.safe_load((ROOT / "prefect.yaml").read_text())

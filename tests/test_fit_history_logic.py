@@ -9,8 +9,8 @@ import pytest
 
 from ionworks_prefect import FittedParameter, FittedParameterSet, assess_fit
 from ionworks_prefect.cell_tests import group_tests
-from ionworks_prefect.history import fit_key, fit_marker, latest_per_test, parse_fit_marker, FitRecord
 from ionworks_prefect.fleet import failed_row, fleet_markdown, fleet_row
+from ionworks_prefect.history import FitRecord, fit_key, fit_marker, latest_per_test, parse_fit_marker
 from ionworks_prefect.reports import (
     format_percent,
     format_quantity,

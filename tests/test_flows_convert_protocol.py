@@ -8,8 +8,8 @@ import json
 import pytest
 from prefect.artifacts import Artifact
 
-from ionworks_prefect.flows.convert_protocol import ARTIFACT_KEY, convert_protocol_files, read_protocol
 from ionworks_prefect import ProtocolInvalid
+from ionworks_prefect.flows.convert_protocol import ARTIFACT_KEY, convert_protocol_files, read_protocol
 from tests.protocols import CCCV
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")

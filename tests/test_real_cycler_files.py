@@ -17,11 +17,11 @@ from ionworks_prefect import (
     InvalidMeasurementError,
     MeasurementSanityError,
     UnsupportedCyclerFile,
+    cycler_files,
     detect_format,
     read_measurement_file,
     upload_measurement,
 )
-from ionworks_prefect import cycler_files
 from ionworks_prefect.cycler_files import reader_for
 from ionworks_prefect.flows.ingest_cycler_data import PARTIAL_STATE_NAME, ingest_cycler_data
 from ionworks_prefect.measurement_checks import check_measurement

@@ -15,7 +15,11 @@ import polars as pl
 import pytest
 
 from ionworks_prefect.refit_pipeline import (
-    FITTED_PARAMETERS, VALIDATION_ELEMENT, RefitData, ageing_refit_pipeline, with_validation,
+    FITTED_PARAMETERS,
+    VALIDATION_ELEMENT,
+    RefitData,
+    ageing_refit_pipeline,
+    with_validation,
 )
 from tests.measurement_frames import upload
 

@@ -18,7 +18,16 @@ from __future__ import annotations
 import pytest
 
 from ionworks_prefect.refit_pipeline import (
-    CN0, DN, DP, EPS_N, EPS_P, R_CONTACT, VALIDATION_ELEMENT, RefitData, ageing_refit_pipeline, with_validation,
+    CN0,
+    DN,
+    DP,
+    EPS_N,
+    EPS_P,
+    R_CONTACT,
+    VALIDATION_ELEMENT,
+    RefitData,
+    ageing_refit_pipeline,
+    with_validation,
 )  # fmt: skip
 from ionworks_sandbox.compute.synthetic import synthetic_discharge
 

@@ -6,6 +6,7 @@ import numpy as np
 import pybamm
 import pytest
 from ionworks.errors import IonworksError
+
 from tests.protocols import CCCV, ONE_C_DISCHARGE, PARAMETERIZED_DISCHARGE
 
 pytestmark = pytest.mark.slow

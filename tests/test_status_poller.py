@@ -13,9 +13,8 @@ from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from prefect import flow
-
 from ionworks import Ionworks
+from prefect import flow
 
 from ionworks_prefect import (
     InvalidResourceId,
@@ -30,8 +29,8 @@ from ionworks_prefect import (
 )
 from ionworks_prefect.local_sandbox import LocalSandbox
 from ionworks_prefect.pipelines import await_pipeline
-from ionworks_prefect.status_poller import StatusPoller
 from ionworks_prefect.resource_ids import check_resource_id, resource_path
+from ionworks_prefect.status_poller import StatusPoller
 from ionworks_prefect.status_reads import StatusReader
 from ionworks_prefect.waiting import Snapshot, wait_until_terminal
 from ionworks_sandbox.request_log import read_request_log

@@ -12,7 +12,10 @@ import pytest
 from ionworks_sandbox.compute import vendor
 from ionworks_sandbox.compute.ucp import EndCondition, Step, parse_protocol
 from ionworks_sandbox.compute.vendor import (
-    SUPPORTED_TARGETS, ProtocolConversionError, UnsupportedTarget, convert_protocol,
+    SUPPORTED_TARGETS,
+    ProtocolConversionError,
+    UnsupportedTarget,
+    convert_protocol,
 )
 from tests.protocols import CCCV, FORMATION_CYCLE, ONE_C_DISCHARGE, with_step
 
