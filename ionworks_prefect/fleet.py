@@ -184,9 +184,9 @@ async def publish_fleet_summary(specification: str, rows: dict[str, dict[str, An
     kept = {} if replace else {cell: row for cell, (_, row) in stored.items()}
     kept.update(rows)
     changed = {cell: row for cell, row in rows.items() if cell not in stored or stored[cell][1] != row}
-    await _store_rows(specification, changed, stale)
     ordered = [kept[name] for name in sorted(kept)]
-    links = await latest_artifact_links([r[REPORT] for r in ordered if r.get(REPORT)])
+    _, links = await asyncio.gather(_store_rows(specification, changed, stale),
+                                    latest_artifact_links([r[REPORT] for r in ordered if r.get(REPORT)]))
     key = fleet_key(specification)
     await acreate_markdown_artifact(fleet_markdown(specification, ordered, links), key=key,
                              description=f"{specification}: {len(ordered)} cells, {_flagged(ordered)} flagged")
