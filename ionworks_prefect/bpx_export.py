@@ -207,6 +207,8 @@ def export_bpx(overrides: dict[str, float], *, fitted: list[str], base: str = "C
     user_defined = {name: float(value) for name, value in changed.items() if name not in read.used}
     if user_defined:
         document["Parameterisation"]["User-defined"] = user_defined
+        document["Header"]["Description"] += (" BPX has no field for " + ", ".join(user_defined) + ": they are in "
+                                              "User-defined, which PyBaMM reads back under the same names.")
     try:
         bpx.parse_bpx_obj(copy.deepcopy(document))  # parsing replaces nested dicts with models
     except Exception as exc:  # noqa: BLE001 - bpx raises pydantic and its own errors

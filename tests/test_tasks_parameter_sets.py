@@ -130,6 +130,7 @@ def test_bpx_export_keeps_a_held_ocp_curve_and_a_contact_resistance():
     fitted = FittedParameterSet.from_pipeline_result(_with_fit(_result(4.9e-14), resistance, knots))
     document = fitted.to_bpx()
     assert document["Parameterisation"]["User-defined"] == resistance
+    assert "no field for Contact resistance [Ohm], SEI resistivity [Ohm.m]" in document["Header"]["Description"]
     table = document["Parameterisation"]["Positive electrode"]["OCP [V]"]
     assert np.interp(at, table["x"], table["y"]) == pytest.approx(list(knots.values()))
 
