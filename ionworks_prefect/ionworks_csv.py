@@ -160,17 +160,84 @@ def write_ionworks_parquet(file: Path, target: Path) -> None:
         raise located_parse_error(file, failed[0], separator, decimal_comma)
 
 
+def unclosed_quote(file: Path, separator: str) -> Optional[tuple[int, int, Optional[str], str]]:
+    """(The 1-based line of the file where a quoted field opens that is never closed properly, its data row
+    (0-based), the column it opens in, the text from its quote), or None.
+
+    A field opens with a quote at its start and closes with a quote followed by the separator or the line's end
+    (two quotes are one escaped quote); a quoted field may span lines. A quote closing anywhere else, or the file
+    ending inside a field, points back at where that field opened. Only lines holding a quote are scanned.
+    """
+    sep = separator.encode()
+    opened: Optional[tuple[int, int, bytes, int, int]] = None  # line number, row, line, quote offset, field index
+    row = 0  # records ended before this line
+    with open(file, "rb") as handle:
+        header = handle.readline()
+        for number, line in enumerate(handle, start=2):
+            if b'"' not in line:
+                row += opened is None
+                continue
+            body = line.rstrip(b"\r\n")
+            field, start, inside, i = 0, True, opened is not None, 0
+            while i < len(body):
+                char = body[i:i + 1]
+                if inside:
+                    if char == b'"':
+                        if body[i + 1:i + 2] == b'"':
+                            i += 1
+                        elif i + 1 < len(body) and body[i + 1:i + 2] != sep:
+                            break  # a quote that cannot close the field: the field opened at the wrong place
+                        else:
+                            inside, opened, start = False, None, False
+                elif char == b'"' and start:
+                    inside, opened = True, (number, row, line, i, field)
+                elif char == sep:
+                    field, start = field + 1, True
+                    i += 1
+                    continue
+                else:
+                    start = False
+                i += 1
+            else:
+                row += opened is None
+                continue
+            break
+    if opened is None:
+        return None
+    number, row, line, offset, field = opened
+    names = next(csv.reader([header.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")],
+                            delimiter=separator), [])
+    text = line[offset:].decode("utf-8", errors="replace").rstrip("\r\n")
+    return number, row, names[field] if field < len(names) else None, text[:40]
+
+
 def located_parse_error(file: Path, exc: Exception, separator: str, decimal_comma: bool) -> InvalidMeasurementError:
-    """Name the column, row and text behind a polars parse failure (the file re-read as text, on failure only)."""
+    """Name the column, row and text behind a polars parse failure (the file re-read as text, on failure only).
+
+    A quoted field that is never properly closed is named first: the rest of the file reads as that field, so
+    polars reports a missing column or an unparsable value made of many lines.
+    """
+    quote = unclosed_quote(file, separator)
+    if quote is not None:
+        line, row, column, text = quote
+        where = f" in column {column!r}" if column else ""
+        return InvalidMeasurementError(f"Line {line} opens a quoted field that is never properly closed{where} "
+                                       f"({text!r}...); the rest of the file would be read into it", file=str(file),
+                                       column=column, row=row)
     match = POLARS_PARSE.search(str(exc))
     if match is None:
-        return InvalidMeasurementError(f"Could not read the CSV file: {str(exc).splitlines()[0]}", file=str(file))
+        return InvalidMeasurementError(f"Could not read the CSV file: {str(exc).splitlines()[0][:200]}",
+                                       file=str(file))
     column = match["column"]
-    text = pl.read_csv(file, separator=separator, columns=[column], infer_schema=False)[column]
+    try:
+        text = pl.read_csv(file, separator=separator, columns=[column], infer_schema=False)[column]
+    except pl.exceptions.PolarsError:
+        return InvalidMeasurementError(f"Column {column!r} holds the text {match['value'][:80]!r} where numbers are "
+                                       "expected", file=str(file), column=column)
     if decimal_comma:
         text = text.str.replace(",", ".", literal=True)
     bad = (text.cast(pl.Float64, strict=False).is_null() & text.is_not_null() & (text.str.strip_chars() != ""))
     row = int(bad.arg_true()[0]) if bad.any() else None
-    value = text[row] if row is not None else match["value"]
+    value = text[row] if row is not None else match["value"][:80]
     return InvalidMeasurementError(f"Column {column!r} holds the text {value!r} where numbers are expected",
                                    file=str(file), column=column, row=row)

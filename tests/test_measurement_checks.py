@@ -163,6 +163,27 @@ def test_a_streamed_csv_equals_the_whole_read_across_pieces(tmp_path, monkeypatc
     assert (caught.value.column, caught.value.row) == (VOLTAGE, 25_000) and "'4.0V'" in str(caught.value)
 
 
+
+def test_a_quoted_field_never_closed_is_named_by_line_row_and_column_on_both_reads(tmp_path, monkeypatch):
+    import ionworks_prefect.ionworks_csv as ionworks_csv
+
+    monkeypatch.setattr(ionworks_csv, "PIECE_BYTES", 4096)  # the quote opens early: every later piece is after it
+    rows = 30_000
+    notes = ['a,"b"\nc' if i % 777 == 0 else "x" for i in range(rows)]  # quoted line breaks stay allowed
+    frame = pl.DataFrame({TIME: np.arange(rows, dtype=float), CURRENT: np.ones(rows), VOLTAGE: np.full(rows, 3.7),
+                          STEP: np.arange(rows) // 1000, "Note": notes})
+    text = frame.write_csv()
+    at = text.index("\n2000.0,") + 1  # the line of row 2000
+    path = tmp_path / "stray.csv"
+    path.write_text(text[:at] + text[at:].replace(",3.7,", ',"3.7,', 1))
+    for read in (lambda: ionworks_csv.write_ionworks_parquet(path, tmp_path / "out.parquet"),
+                 lambda: read_measurement_file(path)):
+        with pytest.raises(InvalidMeasurementError) as caught:
+            read()
+        assert (caught.value.column, caught.value.row) == (VOLTAGE, 2000)
+        assert "Line 2005 " in str(caught.value)  # three quoted line breaks before it
+        assert "never properly closed" in str(caught.value) and len(str(caught.value)) < 400
+
 @flow
 def upload_flow(data, cell, name=None, **options):
     return upload_measurement(data, cell, name, **options)
