@@ -174,30 +174,23 @@ def unclosed_quote(file: Path, separator: str) -> Optional[tuple[int, int, Optio
     with open(file, "rb") as handle:
         header = handle.readline()
         for number, line in enumerate(handle, start=2):
-            if b'"' not in line:
-                row += opened is None
-                continue
             body = line.rstrip(b"\r\n")
-            field, start, inside, i = 0, True, opened is not None, 0
-            while i < len(body):
-                char = body[i:i + 1]
-                if inside:
-                    if char == b'"':
-                        if body[i + 1:i + 2] == b'"':
-                            i += 1
-                        elif i + 1 < len(body) and body[i + 1:i + 2] != sep:
-                            break  # a quote that cannot close the field: the field opened at the wrong place
-                        else:
-                            inside, opened, start = False, None, False
-                elif char == b'"' and start:
-                    inside, opened = True, (number, row, line, i, field)
-                elif char == sep:
-                    field, start = field + 1, True
-                    i += 1
-                    continue
+            span = 0 if opened is not None else None  # where the quoted field open on this line starts
+            quoted = 0  # separators inside the quoted fields closed on this line
+            at = body.find(b'"')
+            while at != -1:
+                if span is None:
+                    if at == 0 or body[at - 1:at] == sep:  # a quote opening a field; elsewhere it is text
+                        span, opened = at, (number, row, line, at, body.count(sep, 0, at) - quoted)
+                    at = body.find(b'"', at + 1)
+                elif body[at + 1:at + 2] == b'"':  # an escaped quote
+                    at = body.find(b'"', at + 2)
+                elif at + 1 < len(body) and body[at + 1:at + 2] != sep:
+                    break  # a quote that cannot close the field: the field opened at the wrong place
                 else:
-                    start = False
-                i += 1
+                    quoted += body.count(sep, span, at)
+                    span, opened = None, None
+                    at = body.find(b'"', at + 1)
             else:
                 row += opened is None
                 continue
