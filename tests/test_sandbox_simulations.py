@@ -55,6 +55,25 @@ def test_input_placeholders_and_design_parameters(client):
     assert series["Current [A]"].max() == pytest.approx(2.5, rel=0.02)  # 0.5C of Chen2020's 5 A.h
 
 
+
+def test_an_identical_run_is_returned_again_and_a_failed_one_is_run_anew(client):
+    config = {"parameterized_model": "spm-chen2020",
+              "protocol_experiment": {"protocol": PARAMETERIZED_DISCHARGE, "name": "Identical runs"},
+              "experiment_parameters": {"Initial SOC": 1.0, "C-rate": 0.7}}
+    first = client.simulation.protocol(config)
+    again = client.simulation.protocol(config)
+    assert (again.simulation_id, again.job_id, again.already_existed) == (first.simulation_id, first.job_id, True)
+    other = client.simulation.protocol({**config, "experiment_parameters": {"Initial SOC": 1.0, "C-rate": 0.8}})
+    assert other.simulation_id != first.simulation_id and not other.already_existed
+
+    broken = {**config, "design_parameters": {"Positive electrode thickness [m]": -1.0}}
+    failed = client.simulation.protocol(broken)
+    with pytest.raises(IonworksError):
+        client.simulation.wait_for_completion(failed.simulation_id, timeout=120, poll_interval=0.5, verbose=False)
+    assert client.simulation.get(failed.simulation_id)["status"] in ("failed", "canceled")
+    retried = client.simulation.protocol(broken)
+    assert retried.simulation_id != failed.simulation_id and not retried.already_existed
+
 def test_missing_input_is_422_naming_it(client):
     with pytest.raises(IonworksError) as caught:
         client.simulation.protocol(

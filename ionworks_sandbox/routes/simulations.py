@@ -1,7 +1,14 @@
-"""/simulations: protocol simulations (single and DOE batch) run by the job workers with PyBaMM."""
+"""/simulations: protocol simulations (single and DOE batch) run by the job workers with PyBaMM.
+
+As Ionworks does, a run identical to one the project already holds (same model, protocol, inputs, design,
+extra variables and study), finished or still running, is returned again (``already_existed``) instead of
+being started a second time; a failed or canceled one is run anew.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -21,6 +28,8 @@ router = APIRouter()
 MAX_STATUS_IDS = 1000
 #: The most simulations one batch request may expand to (the sandbox's own bound; it runs them all locally).
 MAX_BATCH_RUNS = 10_000
+#: Record kind holding, for each run key, the simulation that ran it (the key is its id: one indexed look-up).
+RUN_KEY = "simulation_run_key"
 _STATES = {"pending": "queued", "running": "running", "completed": "completed", "failed": "failed", "canceled": "canceled"}
 
 
@@ -107,6 +116,11 @@ def create_simulations(body: dict[str, Any], caller: Caller, store: Records, run
             )
     created = []
     for experiment_parameters, design_parameters in runs:
+        key = _run_key(project["id"], template["id"], model, experiment_parameters, design_parameters, body)
+        if (existing := _held_run(store, caller, key, runner)) is not None:
+            created.append({"simulation_id": existing["id"], "job_id": existing["job_id"],
+                            "protocol_id": template["id"], "already_existed": True})
+            continue
         simulation_id = str(uuid.uuid4())
         job = runner.submit(
             "simulate",
@@ -139,8 +153,36 @@ def create_simulations(body: dict[str, Any], caller: Caller, store: Records, run
             project_id=project["id"],
             id=simulation_id,
         )
-        created.append({"simulation_id": simulation_id, "job_id": job["id"], "protocol_id": template["id"]})
+        _hold_run(store, caller, key, simulation_id, project["id"])
+        created.append({"simulation_id": simulation_id, "job_id": job["id"], "protocol_id": template["id"],
+                        "already_existed": False})
     return created
+
+
+def _run_key(project_id: str, template_id: str, model: Any, experiment_parameters: dict[str, Any],
+             design_parameters: dict[str, Any], body: dict[str, Any]) -> str:
+    """What makes two simulation runs of a project the same run."""
+    identity = [project_id, template_id, model, experiment_parameters, design_parameters,
+                body.get("extra_variables"), body.get("study_id")]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _held_run(store: Records, caller: Caller, key: str, runner: Runner) -> dict[str, Any] | None:
+    """The simulation of this run key that finished or is still running, if the project holds one."""
+    marker = store.find(RUN_KEY, key, org_id=caller.org_id)
+    simulation = marker and store.find("simulation", marker["simulation_id"], org_id=caller.org_id)
+    if not simulation:
+        return None
+    try:
+        status = runner.get(simulation["job_id"])["status"]
+    except ApiError:
+        return None
+    return simulation if status not in ("failed", "canceled") else None
+
+
+def _hold_run(store: Records, caller: Caller, key: str, simulation_id: str, project_id: str) -> None:
+    store.delete(RUN_KEY, key)  # a failed or deleted run of this key, replaced
+    store.insert(RUN_KEY, {"simulation_id": simulation_id}, org_id=caller.org_id, project_id=project_id, id=key)
 
 
 @router.get("/simulations")
