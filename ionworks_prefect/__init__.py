@@ -53,6 +53,7 @@ from .results import (
 )
 from .retries import ionworks_task, retry_on_transient_error
 from .simple_pipelines import run_simple_pipeline, submit_simple_pipeline, wait_for_simple_pipeline
+from .simulation_jobs import IonworksSimulation, IonworksSimulationRun, run_ionworks_simulation
 from .simulations import fetch_simulation_result, run_simulation, run_simulation_batch
 from .studies import assign_to_study
 from .verdicts import FitVerdict, assess_fit
@@ -66,6 +67,9 @@ __all__ = [
     "IonworksPipeline",
     "IonworksPipelineRun",
     "run_ionworks_pipeline",
+    "IonworksSimulation",
+    "IonworksSimulationRun",
+    "run_ionworks_simulation",
     # tasks
     "upload_measurement",
     "submit_pipeline",

@@ -56,7 +56,8 @@ def _discard_new_templates(client: Ionworks, config: dict[str, Any], name: str, 
         run_logger().warning("Could not remove the protocol template saved for a refused simulation: %s", exc)
 
 
-def _submit(client: Ionworks, config: dict[str, Any], batch: bool) -> list[SimulationRun]:
+def submit_simulations(client: Ionworks, config: dict[str, Any], batch: bool) -> list[SimulationRun]:
+    """Submit one simulation, or a DOE batch (``batch``); a template saved for a refused submission is removed."""
     if not isinstance(config, Mapping):
         raise InvalidSimulationConfig(f"A simulation config must be a dict, not {type(config).__name__}")
     name = _template_name(config)
@@ -90,7 +91,7 @@ def _batch_summary(total: int) -> Summarize:
     return summarize
 
 
-async def _await_simulations(client: Ionworks, runs: list[SimulationRun], max_wait_seconds: float,
+async def await_simulations(client: Ionworks, runs: list[SimulationRun], max_wait_seconds: float,
                              schedule: PollSchedule) -> None:
     """Wait until every simulation has results or any has failed; raises :class:`SimulationFailed`."""
     ids = list(dict.fromkeys(r.simulation_id for r in runs))
@@ -165,10 +166,10 @@ def fetch_simulation_result(simulation_id: str, credentials: CredentialsArg = No
 async def _run(config: dict[str, Any], credentials: CredentialsArg, batch: bool, max_wait_seconds: float,
                schedule: PollSchedule) -> list[SimulationResult]:
     client = resolve_credentials(credentials).get_client()
-    runs = await asyncio.to_thread(_submit, client, config, batch)
+    runs = await asyncio.to_thread(submit_simulations, client, config, batch)
     if not runs:
         return []
-    await _await_simulations(client, runs, max_wait_seconds, schedule)
+    await await_simulations(client, runs, max_wait_seconds, schedule)
     return list(await asyncio.gather(*(acall("fetch simulation", read_simulation_result, client, r.simulation_id)
                                        for r in runs)))
 

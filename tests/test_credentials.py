@@ -85,7 +85,7 @@ def test_blocks_register_from_the_module(prefect_server):
     result = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "ionworks_prefect"],
                             capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stderr
-    assert "Ionworks Credentials" in result.stdout and "Ionworks Pipeline" in result.stdout
+    assert all(name in result.stdout for name in ("Ionworks Credentials", "Ionworks Pipeline", "Ionworks Simulation"))
 
 
 def test_an_api_key_and_a_token_together_are_refused_without_echoing_either():
