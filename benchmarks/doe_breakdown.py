@@ -60,8 +60,9 @@ def run_batch(client: Ionworks, doe: dict, poll_interval: float) -> tuple[float,
 def breakdown(workers: int, runs: int, poll_interval: float, root: Path) -> None:
     with LocalSandbox(root / f"workers-{workers}", ["bench-key"], workers=workers) as sandbox:
         client = Ionworks(api_url=sandbox.url, api_key=sandbox.api_key, project_id=sandbox.project_id)
+        # One distinct design per worker (identical runs would be returned again, warming one worker only).
         warm_up = {"sampling": "grid", "rows": [{"type": "discrete", "name": "Positive electrode thickness [m]",
-                                                 "values": [75e-6] * workers}]}  # fmt: skip
+                                                 "values": [75e-6 + 1e-7 * i for i in range(workers)]}]}  # fmt: skip
         run_batch(client, warm_up, poll_interval)
         server = sandbox.process.pid
         pids = [server, *children(server)]

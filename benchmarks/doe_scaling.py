@@ -67,7 +67,9 @@ def run_batch(client: Ionworks, doe: dict) -> float:
 def timed(workers: int, runs: int, root: Path) -> tuple[float, int]:
     with LocalSandbox(root / f"workers-{workers}", ["bench-key"], workers=workers) as sandbox:
         client = Ionworks(api_url=sandbox.url, api_key=sandbox.api_key, project_id=sandbox.project_id)
-        warm_up = {"sampling": "grid", "rows": [{"type": "discrete", "name": "Positive electrode thickness [m]", "values": [75e-6] * workers}]}
+        # One distinct design per worker (identical runs would be returned again, warming one worker only).
+        warm_up = {"sampling": "grid", "rows": [{"type": "discrete", "name": "Positive electrode thickness [m]",
+                                                 "values": [75e-6 + 1e-7 * i for i in range(workers)]}]}
         run_batch(client, warm_up)
         return run_batch(client, grid(runs))
 
