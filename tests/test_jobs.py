@@ -32,6 +32,16 @@ class TestIonworksPipelineBlock(_OfflineSuite):
         return IonworksPipeline
 
 
+async def task_names(flow_run_name: str) -> list[str]:
+    """The names of the task runs of the flow run named ``flow_run_name``, without their suffixes, sorted."""
+    async with get_client() as prefect:
+        (flow_run,) = await prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[flow_run_name])))
+        tasks = await prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+                                             task_run_filter=TaskRunFilter())
+    return sorted(t.name.rsplit("-", 1)[0] for t in tasks)
+
+
 def _pipeline(measurement_id: str) -> IonworksPipeline:
     return IonworksPipeline(pipeline=fit_pipeline(f"db:{measurement_id}", name=unique("block fit")).to_config(),
                             max_wait_seconds=300)
@@ -64,13 +74,8 @@ async def test_the_library_flow_runs_trigger_wait_and_fetch_as_three_tasks(clien
     run_name = unique("run-ionworks-pipeline")
     result = await run_ionworks_pipeline.with_options(flow_run_name=run_name)(_pipeline(measurement.id))
     assert result.parameter_values[DN] == pytest.approx(TRUE[DN], rel=0.05)
-    async with get_client() as prefect:
-        (flow_run,) = await prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(any_=[run_name])))
-        tasks = await prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
-                                             task_run_filter=TaskRunFilter())
-    names = sorted(t.name.rsplit("-", 1)[0] for t in tasks)
-    assert names == ["Fetch Ionworks pipeline run result", "Trigger Ionworks pipeline", "Wait for Ionworks pipeline run"]
+    assert await task_names(run_name) == ["Fetch Ionworks pipeline run result", "Trigger Ionworks pipeline",
+                                          "Wait for Ionworks pipeline run"]
 
 
 @pytest.mark.usefixtures("prefect_server", "sandbox")

@@ -5,14 +5,12 @@ simulation, three visible tasks, a refused config sending nothing."""
 from __future__ import annotations
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName, TaskRunFilter
 
 from ionworks_prefect import InvalidSimulationConfig, IonworksSimulation, run_ionworks_simulation, run_simulation
 
 from .measurement_frames import unique
 from .protocols import C_RATE_INPUT, discharge
-from .test_jobs import _OfflineSuite
+from .test_jobs import _OfflineSuite, task_names
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "sandbox")
 MODEL = "spm-chen2020"
@@ -57,14 +55,8 @@ async def test_a_doe_batch_runs_as_three_tasks_with_one_result_per_design_in_ord
     assert len(results) == 2 and len({r.simulation_id for r in results}) == 2
     durations = [r.time_series["Time [s]"].max() for r in results]
     assert durations[1] > durations[0]  # the thicker cathode holds more charge
-    async with get_client() as prefect:
-        (flow_run,) = await prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(any_=[run_name])))
-        tasks = await prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
-                                             task_run_filter=TaskRunFilter())
-    names = sorted(t.name.rsplit("-", 1)[0] for t in tasks)
-    assert names == ["Fetch Ionworks simulation run results", "Trigger Ionworks simulation",
-                     "Wait for Ionworks simulation run"]
+    assert await task_names(run_name) == ["Fetch Ionworks simulation run results", "Trigger Ionworks simulation",
+                                          "Wait for Ionworks simulation run"]
 
 
 async def test_a_refused_config_fails_the_trigger_and_sends_nothing(client):
