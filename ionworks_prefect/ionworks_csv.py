@@ -177,8 +177,8 @@ def unclosed_quote(file: Path, separator: str) -> Optional[tuple[int, int, Optio
             body = line.rstrip(b"\r\n")
             span = 0 if opened is not None else None  # where the quoted field open on this line starts
             quoted = 0  # separators inside the quoted fields closed on this line
-            at = body.find(b'"')
-            while at != -1:
+            at, malformed = body.find(b'"'), False
+            while at != -1 and not malformed:
                 if span is None:
                     if at == 0 or body[at - 1:at] == sep:  # a quote opening a field; elsewhere it is text
                         span, opened = at, (number, row, line, at, body.count(sep, 0, at) - quoted)
@@ -186,15 +186,14 @@ def unclosed_quote(file: Path, separator: str) -> Optional[tuple[int, int, Optio
                 elif body[at + 1:at + 2] == b'"':  # an escaped quote
                     at = body.find(b'"', at + 2)
                 elif at + 1 < len(body) and body[at + 1:at + 2] != sep:
-                    break  # a quote that cannot close the field: the field opened at the wrong place
+                    malformed = True  # a quote that cannot close the field: the field opened at the wrong place
                 else:
                     quoted += body.count(sep, span, at)
                     span, opened = None, None
                     at = body.find(b'"', at + 1)
-            else:
-                row += opened is None
-                continue
-            break
+            if malformed:
+                break
+            row += opened is None
     if opened is None:
         return None
     number, row, line, offset, field = opened

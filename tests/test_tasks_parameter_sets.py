@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from typing import Optional
 
 import httpx
 import ionworks_schema as iws
@@ -106,11 +107,12 @@ def test_bpx_export_validates_and_reproduces_the_fitted_model():
     assert rmse_mv < 5.0
 
 
-def _with_fit(result: PipelineResult, fitted: dict[str, float], held: dict[str, float] = {}) -> PipelineResult:
+def _with_fit(result: PipelineResult, fitted: dict[str, float], held: Optional[dict[str, float]] = None
+              ) -> PipelineResult:
     """``result`` with ``fitted`` added to its fit element and ``held`` as values the pipeline fixed."""
     fit = result.elements["fit"].model_copy(update={"parameter_values": {**result.elements["fit"].parameter_values,
                                                                           **fitted}})
-    return result.model_copy(update={"parameter_values": {**result.parameter_values, **held, **fitted},
+    return result.model_copy(update={"parameter_values": {**result.parameter_values, **(held or {}), **fitted},
                                      "elements": {**result.elements, "fit": fit}, "config": None})
 
 
