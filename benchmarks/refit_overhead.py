@@ -13,7 +13,8 @@ flow's extra seconds, the unchanged re-run / first run ratio (goal <= 0.05) with
 (goal 0), how long each side's pipeline job ran on the sandbox (so the flow's own cost can be told from the
 compute's spread), the ratio again with both jobs taken as equally long (their mean; the run-to-run spread of
 the same fit on the two workers is often larger than the flow's own cost), and where the flow's time went (its
-task runs).
+task runs). For the re-run's floor, a flow that runs one task doing nothing is timed on the same Prefect server:
+what any unchanged night costs before it reads anything.
 
     PYTHONPATH=. python benchmarks/refit_overhead.py [--pairs 5] [--data real|synthetic]
 """
@@ -73,6 +74,32 @@ def _last_pipeline_job_seconds(client) -> float:
     return (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
 
 
+async def _nothing() -> None:
+    """The body of the floor flow's one task."""
+
+
+async def _floor_flow() -> None:
+    """A flow run with one task doing nothing: what Prefect costs an unchanged night before its first read."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    await task(_nothing, name="nothing", cache_policy=NO_CACHE)()
+
+
+def _floor_seconds(runs: int = 5) -> float:
+    """The median wall time of ``runs`` floor flows, each in its own event loop as the re-run is."""
+    from prefect import flow
+
+    floor = flow(_floor_flow, name="floor")
+    asyncio.run(floor())  # the first run of a flow registers it
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        asyncio.run(floor())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 async def _task_times(flow_run_id) -> dict[str, float]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -112,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
             list(pool.map(lambda i: _script(client, _upload(CellTarget(specification="bench", instance=f"warm-up-{i}"),
                                                             frames)), range(WORKERS)))
         print(f"warm-up: {WORKERS} refits at once in {time.perf_counter() - started:.2f} s", flush=True)
-        ratios, extras, beyond, matched, reruns, submitted_on_rerun = [], [], [], [], [], []
+        floor = _floor_seconds()
+        print(f"floor: a flow running one task that does nothing takes {floor:.3f} s (median of 5)", flush=True)
+        ratios, extras, beyond, matched, reruns, floors, submitted_on_rerun = [], [], [], [], [], [], []
         for pair in range(args.pairs):
             raw_cell = CellTarget(specification="bench", instance=f"script-{pair}")
             flow_cell = CellTarget(specification="bench", instance=f"flow-{pair}")
@@ -137,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append(flowed / raw)
             extras.append(flowed - raw)
             reruns.append(rerun / flowed)
+            floors.append(floor / flowed)
             first = "script" if pair % 2 == 0 else "flow"
             print(f"pair {pair} ({first} first): script {raw:.2f} s, flow {flowed:.2f} s, "
                   f"ratio {flowed / raw:.2f}x ({flowed - raw:+.2f} s); unchanged re-run {rerun:.2f} s "
@@ -157,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
               f"beyond its job added: median {statistics.median(matched):.2f}x (min {min(matched):.2f}, "
               f"max {max(matched):.2f})")
         print(f"unchanged re-run / first run ratio: median {statistics.median(reruns):.3f} "
-              f"(max {max(reruns):.3f}; goal <= 0.05), pipelines submitted: {sum(submitted_on_rerun)} (goal 0)")
+              f"(max {max(reruns):.3f}; goal <= 0.05), pipelines submitted: {sum(submitted_on_rerun)} (goal 0); "
+              f"the floor flow / first run: median {statistics.median(floors):.3f}")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
