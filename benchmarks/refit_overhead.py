@@ -13,8 +13,8 @@ flow's extra seconds, the unchanged re-run / first run ratio (goal <= 0.05) with
 (goal 0), how long each side's pipeline job ran on the sandbox (so the flow's own cost can be told from the
 compute's spread), the ratio again with both jobs taken as equally long (their mean; the run-to-run spread of
 the same fit on the two workers is often larger than the flow's own cost), and where the flow's time went (its
-task runs). For the re-run's floor, a flow that runs one task doing nothing is timed on the same Prefect server:
-what any unchanged night costs before it reads anything.
+task runs). For the re-run's floor, a flow that runs one task doing nothing is timed on the same Prefect server,
+its runs named as the refit's are: what any unchanged night costs before it reads anything.
 
     PYTHONPATH=. python benchmarks/refit_overhead.py [--pairs 5] [--data real|synthetic]
 """
@@ -78,7 +78,7 @@ async def _nothing() -> None:
     """The body of the floor flow's one task."""
 
 
-async def _floor_flow() -> None:
+async def _floor_flow(cell: str = "cell") -> None:
     """A flow run with one task doing nothing: what Prefect costs an unchanged night before its first read."""
     from prefect import task
     from prefect.cache_policies import NO_CACHE
@@ -90,7 +90,7 @@ def _floor_seconds(runs: int = 5) -> float:
     """The median wall time of ``runs`` floor flows, each in its own event loop as the re-run is."""
     from prefect import flow
 
-    floor = flow(_floor_flow, name="floor")
+    floor = flow(_floor_flow, name="floor", flow_run_name="floor {cell}")  # named, as each refit's run is
     asyncio.run(floor())  # the first run of a flow registers it
     times = []
     for _ in range(runs):
