@@ -183,6 +183,11 @@ WIDTH_IN, DPI = 6.8, 100
 #: where a constrained layout draws it twice (0.15 s against 0.26 s for a fit plot of two objectives).
 MARGINS_IN, ROW_GAP_IN = (0.75, 0.15, 0.55, 0.3), 0.8
 
+#: Titles sit on the top of their axes, where matplotlib's automatic placement puts them when nothing is drawn
+#: above the axes (no top ticks or labels here); placed so, matplotlib does not measure every axis's ticks to
+#: place them, a third of a fit plot's drawing time.
+TITLE_Y = 1.0
+
 
 def _figure(height_in: float, rows: int, row_gap_in: float = ROW_GAP_IN) -> Any:
     from matplotlib.figure import Figure
@@ -227,10 +232,12 @@ def render_fit_plot(series: dict[str, dict[str, list]]) -> bytes:
         if error is not None:
             error_ax.plot(hours, [1000 * e if e is not None else None for e in error], linewidth=0.8,
                           color="tab:red")
-        voltage_ax.set(title=objective, xlabel="Time [h]", ylabel="Voltage [V]")
+        voltage_ax.set_title(objective, y=TITLE_Y)
+        voltage_ax.set(xlabel="Time [h]", ylabel="Voltage [V]")
         voltage_ax.legend(loc="best", fontsize=8)
         error_ax.axhline(0, color="0.6", linewidth=0.8)
-        error_ax.set(title="Model − measured", xlabel="Time [h]", ylabel="Error [mV]")
+        error_ax.set_title("Model − measured", y=TITLE_Y)
+        error_ax.set(xlabel="Time [h]", ylabel="Error [mV]")
     return _png(figure)
 
 
@@ -255,11 +262,12 @@ def render_trend_plot(history: Sequence[FittedParameterSet]) -> bytes:
         ys = [100 * (s.values[name] / baseline[name] - 1) if name in s.values else None for s in history]
         values_ax.plot(x, ys, marker="o", linewidth=1.5, label=label_of(name))
     values_ax.axhline(0, color="0.6", linewidth=0.8)
-    values_ax.set(title=f"Fitted parameters against the first test ({history[0].test or 'baseline'})",
-                  ylabel="Change [%]")
+    values_ax.set_title(f"Fitted parameters against the first test ({history[0].test or 'baseline'})", y=TITLE_Y)
+    values_ax.set(ylabel="Change [%]")
     values_ax.legend(loc="best", fontsize=8)
     rmse_ax.plot(x, [worst_rmse_mv(s) for s in history], marker="s", color="tab:red", linewidth=1.5)
-    rmse_ax.set(title="Fit quality", ylabel="Worst RMSE [mV]", xlabel="Test date" if dated else "Test")
+    rmse_ax.set_title("Fit quality", y=TITLE_Y)
+    rmse_ax.set(ylabel="Worst RMSE [mV]", xlabel="Test date" if dated else "Test")
     rmse_ax.set_ylim(bottom=0)
     if dated:
         locator = AutoDateLocator(maxticks=6)
