@@ -206,17 +206,16 @@ async def wait_for_pipeline(
 
 
 def _finished_at(client: Ionworks, segment: str) -> str | None:
-    """When the pipeline's last element job last changed, or None when no element names a job.
+    """When the pipeline's last element that ran a job last changed, or None when no element names a job.
 
-    A pipeline record has no time (``PipelineSubmissionResponse``); its elements listing names each element's job
-    (``job_id``, which the client's own ``PipelineResponse.element`` reads), and ``updated_at`` is a field of
-    ``JobResponse``.
+    A pipeline record has no time (``PipelineSubmissionResponse``). Its elements listing documents each element's
+    ``updated_at`` beside the ``job_id`` that the client's own ``PipelineResponse.element`` reads. The element's
+    job (``JobResponse``) has the same time, for one more request whose answer carries the job's result.
     """
     elements = call("list pipeline elements", client.get, f"/pipelines/{segment}/elements")
-    jobs = [e.get("job_id") for e in elements if isinstance(e, dict) and isinstance(e.get("job_id"), str)]
-    if not jobs:
-        return None
-    return call("get element job", client.job.get, path_segment(jobs[-1])).updated_at
+    ran = [e for e in elements if isinstance(e, dict) and isinstance(e.get("job_id"), str)]
+    updated = ran[-1].get("updated_at") if ran else None
+    return updated if isinstance(updated, str) else None
 
 
 def read_result(client: Ionworks, pipeline_id: str) -> PipelineResult:

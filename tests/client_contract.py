@@ -145,8 +145,9 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/pipelines/{id}/cancel", "PipelineClient.cancel", PipelineSubmissionResponse),
     _route("GET", "/pipelines/{id}/result", "PipelineClient.result", PipelineResponse),
     _route("GET", "/pipelines/{id}/elements", "PipelineResponse.element / PipelineClient._element_job_id "
-           "(plain JSON; pipeline._with_progress_cost)", many=True,
-           reads=frozenset({"name", "job_id", "element_type", "progress"})),
+           "(plain JSON; pipeline._with_progress_cost; updated_at, which the client does not read, is a field of "
+           "each element in Ionworks' API reference)", many=True,
+           reads=frozenset({"name", "job_id", "element_type", "progress", "updated_at"})),
     _route("POST", "/simple_pipelines", "SimplePipelineClient.create", SimplePipelineSubmissionResponse),
     _route("GET", "/simple_pipelines", "SimplePipelineClient.list", SimplePipelineSubmissionResponse,
            envelope="items"),
