@@ -296,7 +296,7 @@ def prefect_api(database: str, home: Path) -> Iterator[None]:
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tests.live_prefect import LivePrefect
+    from tests.live_prefect import LivePrefect, send_queued_logs_and_events
     from tests.postgres_server import PostgresServer, postgres_bindir
 
     bindir = postgres_bindir()
@@ -306,6 +306,7 @@ def prefect_api(database: str, home: Path) -> Iterator[None]:
             LivePrefect(home, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": postgres.url}) as server, \
             temporary_settings({PREFECT_API_URL: server.api}):
         yield
+        send_queued_logs_and_events()
 
 
 def main() -> None:

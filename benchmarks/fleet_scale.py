@@ -78,7 +78,7 @@ def _prefect_server(home: Path) -> Iterator[None]:
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tests.live_prefect import LivePrefect
+    from tests.live_prefect import LivePrefect, send_queued_logs_and_events
 
     with PostgresServer(bindir) as database:
         server = LivePrefect(home, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url})
@@ -86,6 +86,7 @@ def _prefect_server(home: Path) -> Iterator[None]:
             print(f"server: prefect server start on PostgreSQL ({bindir.parent.name})", flush=True)
             with temporary_settings({PREFECT_API_URL: server.api}):
                 yield
+                send_queued_logs_and_events()
         finally:
             server.close()
 

@@ -17,6 +17,17 @@ from ionworks_prefect.local_sandbox import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def send_queued_logs_and_events() -> None:
+    """Send this process's queued Prefect logs and events now, as ``prefect_test_harness`` does before it stops its
+    server. Call it before stopping a server this process ran flows against: at exit, Prefect would otherwise wait
+    on them while they retry a server that is gone."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    EventsWorker.drain_all(timeout=30)
+
+
 class LivePrefect:
     """``prefect server start`` on a free loopback port with its own PREFECT_HOME, plus workers; all stopped on exit.
 
