@@ -305,8 +305,10 @@ def prefect_api(database: str, home: Path) -> Iterator[None]:
     with PostgresServer(bindir) as postgres, \
             LivePrefect(home, {"PREFECT_SERVER_DATABASE_CONNECTION_URL": postgres.url}) as server, \
             temporary_settings({PREFECT_API_URL: server.api}):
-        yield
-        send_queued_logs_and_events()
+        try:
+            yield
+        finally:
+            send_queued_logs_and_events()
 
 
 def main() -> None:

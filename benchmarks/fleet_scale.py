@@ -85,8 +85,10 @@ def _prefect_server(home: Path) -> Iterator[None]:
         try:
             print(f"server: prefect server start on PostgreSQL ({bindir.parent.name})", flush=True)
             with temporary_settings({PREFECT_API_URL: server.api}):
-                yield
-                send_queued_logs_and_events()
+                try:
+                    yield
+                finally:
+                    send_queued_logs_and_events()
         finally:
             server.close()
 
