@@ -174,6 +174,7 @@ class Side:
     seen_late: list[float] = field(default_factory=list)
     tick_gap: float = 0.0
     start_up: float = 0.0
+    first_tick: float = 0.0
     span: float = 0.0
 
     def p99(self) -> float:
@@ -188,8 +189,9 @@ class Side:
         seen = (f" (seen by the poller: max {max(self.seen_late):.2f} s / median "
                 f"{statistics.median(self.seen_late):.2f} s after the job finished or the wait began; the task "
                 f"returned max {returned[-1]:.2f} s / median {statistics.median(returned):.2f} s after that; all "
-                f"{len(self.waiting_since)} waits began within {self.start_up:.1f} s; longest gap between "
-                f"ticks {self.tick_gap:.2f} s)") if self.seen_late else ""
+                f"{len(self.waiting_since)} waits began within {self.start_up:.1f} s; the first tick came "
+                f"{self.first_tick:.2f} s after the first wait began; longest gap between ticks {self.tick_gap:.2f} s)"
+                ) if self.seen_late else ""
         kinds = f"{lists} lists of unfinished pipelines, {by_id} lists by id, {len(self.requests) - lists - by_id} single reads"
         return (f"{self.name}: {len(self.requests)} status requests ({kinds}), completions noticed "
                 f"max {max(self.late):.2f} s / median {statistics.median(self.late):.2f} s late{seen}, "
@@ -276,6 +278,7 @@ def settle(side: Side, client: Ionworks, log: Path) -> None:
     side.tick_gap = max((b - a for a, b in zip(ticks, ticks[1:])), default=0.0)
     if side.waiting_since:
         side.start_up = max(side.waiting_since.values()) - side.started
+        side.first_tick = min(ticks, default=side.started) - min(side.waiting_since.values())
     side.span = max(finished.values()) - min(started)
 
 
