@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse
 
 from ..errors import ApiError, bad_request, not_found, unprocessable
 from ..handlers import SIMULATION
-from ..jobs import TERMINAL
+from ..jobs import FAILED, TERMINAL
 from .deps import Caller, Objects, Records, owned, project_of
 from .jobs import Runner
 from .models import resolve_model
@@ -177,7 +177,7 @@ def _held_run(store: Records, caller: Caller, key: str, runner: Runner) -> dict[
         status = runner.get(simulation["job_id"])["status"]
     except ApiError:
         return None
-    return simulation if status not in ("failed", "canceled") else None
+    return simulation if status not in FAILED else None
 
 
 def _hold_run(store: Records, caller: Caller, key: str, simulation_id: str, project_id: str) -> None:
