@@ -1,4 +1,4 @@
-"""One status poller per event loop and credentials: every wait registers with it, each tick reads them all.
+"""One status poller per process and credentials: every wait registers with it, each tick reads them all.
 
 A tick reads the status of every outstanding resource in as few requests as the API allows
 (``status_reads.py``: one list of a project's unfinished pipelines and one list by id of the watched ones that
@@ -9,8 +9,12 @@ wait gets the fresh status. A transient error on a read reaches only the waits t
 and keep waiting. A batch read the service refuses outright (4xx) makes that project's resources be read one
 by one for the next five minutes, so it ends no wait.
 
-The poller's own task starts with the first wait and ends with the last; it runs in an empty context, so it
-never logs into, or reports progress for, a task run (each wait does that itself from what it is handed).
+The pollers tick on one event loop of their own, on a daemon thread the process starts with the first wait
+(``ionworks-status-reads``). A flow that starts hundreds of task runs at once holds its own loop for seconds
+(Prefect starts each without yielding); ticks made there would wait for all of them. On their own loop the
+reads go out as soon as a wait registers, and each wait's loop is handed the answer as soon as it turns.
+Each tick's task runs in an empty context, so it never logs into, or reports progress for, a task run (each
+wait does that itself, on its own loop, from what it is handed).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import contextlib
 import contextvars
 import logging
 import math
-import weakref
+import os
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from .exceptions import InvalidResourceId, IonworksPrefectError, IonworksTransientError
 from .resource_ids import check_resource_id
@@ -34,12 +39,36 @@ _log = logging.getLogger(__name__)
 #: After a refused batch read, how long the resources it covered are read one by one before batching again.
 UNBATCHED_SECONDS = 300.0
 Summarize = Callable[[Mapping[str, Snapshot]], Snapshot]
+_read_loop: asyncio.AbstractEventLoop | None = None
+_read_loop_lock = threading.Lock()
+
+
+def _on_read_loop(callback: Callable[..., Any], *args: Any) -> None:
+    """Run ``callback(*args)`` on the status-read loop, starting its thread on first use."""
+    global _read_loop
+    with _read_loop_lock:
+        if _read_loop is None:
+            _read_loop = asyncio.new_event_loop()
+            threading.Thread(target=_read_loop.run_forever, name="ionworks-status-reads", daemon=True).start()
+        _read_loop.call_soon_threadsafe(callback, *args)
+
+
+def _forget_read_loop() -> None:
+    """A forked child has no read thread: its first wait starts one, with pollers of its own."""
+    global _read_loop
+    _read_loop = None
+    StatusPoller.shared.clear()
+
+
+os.register_at_fork(after_in_child=_forget_read_loop)
 
 
 class Watch:
     """One wait's registration: the resources it waits on, their latest snapshots, when it next wants a read.
 
-    Use as a context manager so the poller forgets it however the wait ends.
+    Made on the waiting event loop, which alone reads ``latest`` and awaits :meth:`next`; the poller's loop keeps
+    the open ids and the schedule, and hands each tick's news over. Use as a context manager so the poller forgets
+    it however the wait ends.
     """
 
     def __init__(self, poller: StatusPoller, resource: Resource, ids: list[str], scope: str | None,
@@ -51,42 +80,48 @@ class Watch:
             raise InvalidResourceId("Nothing to wait for: no ids were given", resource_id=ids)
         self.scope = scope
         self.latest: dict[str, Snapshot] = {}
+        self.open_ids = list(self.ids)  # not yet seen in a terminal state; the poller's loop's
         self.first = schedule.first
         self.due = -math.inf  # read at the next tick
         self._delays = schedule.delays()
         self._summarize = summarize or (lambda latest: latest[self.ids[0]])
         self._error: Exception | None = None
+        self._loop = asyncio.get_running_loop()
         self._fresh = asyncio.Event()
 
-    @property
-    def open_ids(self) -> list[str]:
-        """Ids not yet seen in a terminal state."""
-        return [i for i in self.ids if i not in self.latest or not self.latest[i].is_terminal]
-
     def receive(self, outcomes: Mapping[str, Outcome], tick_started: float) -> None:
-        """Take one tick's outcomes for this watch's open ids and schedule its next read."""
+        """On the poller's loop: take one tick's outcomes for the open ids, schedule the next read, hand them over."""
         pause = next(self._delays)
-        fresh = False
-        for resource_id in self.open_ids:
-            outcome = outcomes.get(resource_id)
+        news = {i: outcomes[i] for i in self.open_ids if outcomes.get(i) is not None}
+        for outcome in news.values():
             if isinstance(outcome, Exception):
-                self._error = outcome
                 pause = max(pause, getattr(outcome, "retry_after", None) or 0.0)
-            elif outcome is not None:
-                self.latest[resource_id] = outcome
-            fresh = fresh or outcome is not None
+        self.open_ids = [i for i in self.open_ids
+                         if not (isinstance(news.get(i), Snapshot) and news[i].is_terminal)]
         self.due = tick_started + pause
-        if fresh:
-            self._fresh.set()
+        if news:
+            self._hand_over(self._take, news)
 
     def fail(self, error: Exception) -> None:
-        """Make the next :meth:`next` raise ``error``."""
-        self._error = error
+        """Make the next :meth:`next` raise ``error`` (from any thread)."""
+        self._hand_over(self._take, {}, error)
+
+    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the waiting loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _take(self, news: Mapping[str, Outcome], error: Exception | None = None) -> None:
+        if error is not None:
+            self._error = error
+        for resource_id, outcome in news.items():
+            if isinstance(outcome, Exception):
+                self._error = outcome
+            else:
+                self.latest[resource_id] = outcome
         self._fresh.set()
 
     async def next(self, timeout: float) -> Snapshot:
         """The summary after the next tick that brought news; raises that tick's error, or ``TimeoutError``."""
-        self.poller.ensure_running()
         if not self._fresh.is_set():
             await asyncio.wait_for(self._fresh.wait(), max(timeout, 0.0))
         self._fresh.clear()
@@ -102,13 +137,8 @@ class Watch:
         self.poller.forget(self)
 
 
-_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, StatusPoller]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 class StatusPoller:
-    """Reads the status of every registered wait's resources, batched, on the event loop it was made for.
+    """Reads the status of every registered wait's resources, batched, on the process's status-read loop.
 
     Example:
         >>> poller = StatusPoller.for_client(client)
@@ -116,42 +146,45 @@ class StatusPoller:
         ...     snapshot = await watch.next(timeout=60)
     """
 
+    #: The process's pollers, by URL, credentials and timeout.
+    shared: ClassVar[dict[tuple, StatusPoller]] = {}
+
     def __init__(self, reader: StatusReader) -> None:
         self.reader = reader
         self._watches: set[Watch] = set()
-        self._unbatched: dict[tuple[Resource, str | None], float] = {}  # until when, loop time
-        self._wake = asyncio.Event()
+        self._unbatched: dict[tuple[Resource, str | None], float] = {}  # until when, read-loop time
+        self._wake = asyncio.Event()  # bound to the read loop when it first waits on it
         self._task: asyncio.Task | None = None
         self._last_tick = -math.inf
 
     @classmethod
     def for_client(cls, client: Any) -> StatusPoller:
-        """The poller of the running event loop for this client's URL, credentials and timeout."""
+        """The process's poller for this client's URL, credentials and timeout."""
         reader = StatusReader(client)
-        per_loop = _pollers.setdefault(asyncio.get_running_loop(), {})
-        if reader.key not in per_loop:
-            per_loop[reader.key] = cls(reader)
-        return per_loop[reader.key]
+        with _read_loop_lock:
+            return cls.shared.setdefault(reader.key, cls(reader))
 
     def watch(self, resource: Resource, ids: list[str], *, schedule: PollSchedule, scope: str | None = None,
               summarize: Summarize | None = None) -> Watch:
         """Register a wait on ``ids``; ``scope`` is the project for (simple) pipelines; raises :class:`InvalidResourceId`."""
         watch = Watch(self, resource, ids, scope, schedule, summarize)
-        self._watches.add(watch)
-        self._wake.set()
-        self.ensure_running()
+        _on_read_loop(self._add, watch)
         return watch
 
     def forget(self, watch: Watch) -> None:
         """Stop reading for ``watch``."""
-        self._watches.discard(watch)
-        self._wake.set()
+        _on_read_loop(self._discard, watch)
 
-    def ensure_running(self) -> None:
-        """Start the polling task if it is not running (it ends by itself when no wait is registered)."""
-        if self._watches and (self._task is None or self._task.done()):
+    def _add(self, watch: Watch) -> None:
+        self._watches.add(watch)
+        self._wake.set()
+        if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
             self._task.add_done_callback(self._stopped)
+
+    def _discard(self, watch: Watch) -> None:
+        self._watches.discard(watch)
+        self._wake.set()
 
     def _stopped(self, task: asyncio.Task) -> None:
         """If the polling task died, hand its error to every wait rather than leave them waiting for nothing."""
