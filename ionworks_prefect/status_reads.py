@@ -47,8 +47,8 @@ IDS_PER_LIST = 50
 _LISTABLE_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
-#: One TLS context for every poller of the process: httpx builds one per client from certifi's bundle (about
-#: 40 ms of CPU), and each flow run's event loop gets a poller of its own.
+#: One TLS context for every reader of the process: httpx builds one per client from certifi's bundle (about
+#: 40 ms of CPU).
 _tls_context = cache(httpx.create_ssl_context)
 
 

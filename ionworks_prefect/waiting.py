@@ -1,9 +1,9 @@
 """Waiting for remote Ionworks jobs: poll schedule, snapshots, progress artifact, timeout, remote cancel.
 
-A wait is a coroutine registered with the status poller of its event loop and credentials
+A wait is a coroutine registered with the process's status poller for its credentials
 (``ionworks_prefect.status_poller``), which reads every registered wait's status in a few batched requests per
-tick on the process's one status-read thread; so any number of waits share one loop, hold no thread of their
-own, and cost O(1) requests per tick. Only remote cancel uses the blocking client, in a worker thread.
+tick, on a thread of its own; so any number of waits share one loop, hold no thread of their own, and cost O(1)
+requests per tick. Only remote cancel uses the blocking client, in a worker thread.
 """
 
 from __future__ import annotations
