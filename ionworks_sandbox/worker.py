@@ -1,8 +1,15 @@
-"""The compute worker process: runs one job at a time and reports progress back over a pipe."""
+"""The compute worker process: runs one job at a time and reports progress back over a pipe.
+
+Workers run at a lower CPU priority (``nice`` 10) than the API server and the flows it serves. Ionworks computes
+on machines of its own, so its fits never take CPU from the flows waiting for them; here they share the
+machine, and two workers at full priority slow down a flow that starts hundreds of task runs at once. When
+nothing else wants the CPU, a fit runs as fast as before.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -11,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 Handler = Callable[[dict[str, Any], "JobContext"], dict[str, Any]]
+#: How much lower than the server the workers' CPU priority is.
+WORKER_NICENESS = 10
 
 
 @dataclass
@@ -55,6 +64,7 @@ def resolve(path: str) -> Handler:
 
 def worker_main(conn: Connection, data_dir: str, warm_imports: tuple[str, ...]) -> None:
     """Loop: receive ``(job_id, handler, payload)``, run it, send ``done`` or ``failed``; ``None`` stops."""
+    os.nice(WORKER_NICENESS)
     for module in warm_imports:
         importlib.import_module(module)
     conn.send(("ready", None, None))

@@ -1,5 +1,6 @@
 """The sandbox job runner: worker processes, progress, failure, cancel and restart recovery."""
 
+import os
 import time
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from ionworks_sandbox.errors import ApiError
 from ionworks_sandbox.jobs import FINISHED_KEPT, JobRunner
 from ionworks_sandbox.store import Store
+from ionworks_sandbox.worker import WORKER_NICENESS
 
 
 def wait_for(runner, job_id, statuses, timeout=60.0):
@@ -36,6 +38,15 @@ def test_job_completes_with_progress(runner):
     assert done["status"] == "completed", done.get("error")
     assert done["output"] == {"echo": 7}
     assert done["progress"] == {"step": 3, "of": 3}
+
+
+def test_workers_compute_at_a_lower_priority_than_the_server(runner):
+    job = runner.submit("test", "tests.job_handlers:sleep_then_echo", {"steps": 1, "seconds": 0.01, "value": 1},
+                        org_id="o")
+    assert wait_for(runner, job["id"], {"completed", "failed"})["status"] == "completed"
+    server = os.getpriority(os.PRIO_PROCESS, 0)
+    workers = [os.getpriority(os.PRIO_PROCESS, w.process.pid) for w in runner._workers]
+    assert workers == [min(19, server + WORKER_NICENESS)] * 2
 
 
 def test_failure_keeps_the_reason(runner):
