@@ -89,6 +89,8 @@ class Snapshot:
 class _Progress:
     """A Prefect progress artifact, created on first report and updated on change; a no-op outside a task.
 
+    A wait that finds its job already finished at its first read has no progress to show, and writes none.
+
     Reports never hold up the wait: the artifact is written by a background task in the wait's context that
     sends only the latest state, so a slow Prefect API delays the artifact, not noticing the next status. A
     finished wait gives the final write ``FLUSH_SECONDS`` before it returns; a slower write lands afterwards.
@@ -106,7 +108,7 @@ class _Progress:
 
     def report(self, snapshot: Snapshot) -> None:
         """Ask for the artifact to show ``snapshot``; returns at once."""
-        if not self.enabled:
+        if not self.enabled or (snapshot.is_terminal and self._sender is None):
             return
         self.wanted = (snapshot.progress_percent(), f"{self.label}: {snapshot.describe()}")
         if self.wanted != self.sent and (self._sender is None or self._sender.done()):

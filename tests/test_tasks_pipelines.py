@@ -109,20 +109,24 @@ def test_schema_object_and_dict_are_the_same_submission():
     assert from_dict.id == from_schema.id and from_dict.reattached
 
 
-async def test_wait_reports_progress_and_returns_the_final_run(client):
+async def test_wait_reports_progress_and_returns_the_final_run(client, measurement_id):
     @flow
-    async def submit_and_wait():
-        run = submit_pipeline.with_options(cache_policy=NO_CACHE)(entry_pipeline(unique("progress")))
+    async def submit_and_wait_twice():
+        run = submit_pipeline.with_options(cache_policy=NO_CACHE)(
+            fit_pipeline(f"db:{measurement_id}", name=unique("progress")))
         final = await wait_for_pipeline(run.id, poll_schedule=FAST)
-        return final, get_run_context().flow_run.id
+        again = await wait_for_pipeline(run.id, poll_schedule=FAST)  # finished at its first read
+        return final, again, get_run_context().flow_run.id
 
-    final, flow_run_id = await submit_and_wait()
+    final, again, flow_run_id = await submit_and_wait_twice()
     assert (final.status, final.is_terminal, final.succeeded) == ("completed", True, True)
+    assert (again.id, again.status) == (final.id, "completed")
     async with get_client() as prefect:
         artifacts = await prefect.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     progress = [a for a in artifacts if a.type == "progress"]
-    assert progress and progress[0].data == 100.0 and final.id in progress[0].description
+    assert len(progress) == 1  # the second wait had no progress to show
+    assert progress[0].data == 100.0 and final.id in progress[0].description
 
 
 def _fitting_a_name_no_model_reads(config: dict) -> dict:
