@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
@@ -86,17 +87,23 @@ class Snapshot:
         return text
 
 
+_write_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
 class _Progress:
     """A Prefect progress artifact, created on first report and updated on change; a no-op outside a task.
 
     A wait that finds its job already finished at its first read has no progress to show, and writes none.
 
     Reports never hold up the wait: the artifact is written by a background task in the wait's context that
-    sends only the latest state, so a slow Prefect API delays the artifact, not noticing the next status. A
-    finished wait gives the final write ``FLUSH_SECONDS`` before it returns; a slower write lands afterwards.
+    sends only the latest state, so a slow Prefect API delays the artifact, not noticing the next status. The
+    writes of one event loop go ``CONCURRENT_WRITES`` at a time, except a finished wait's last one, which goes
+    ahead of them: 200 waits starting together queue their first writes without holding up those that end.
+    A finished wait gives the final write ``FLUSH_SECONDS`` before it returns; a slower write lands afterwards.
     """
 
     FLUSH_SECONDS = 1.0
+    CONCURRENT_WRITES = 4
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -104,15 +111,23 @@ class _Progress:
         self.artifact_id: UUID | None = None
         self.wanted: tuple[float, str] | None = None
         self.sent: tuple[float, str] | None = None
+        self.final = False
         self._sender: asyncio.Task | None = None
+        self._queued = False
 
     def report(self, snapshot: Snapshot) -> None:
         """Ask for the artifact to show ``snapshot``; returns at once."""
         if not self.enabled or (snapshot.is_terminal and self._sender is None):
             return
         self.wanted = (snapshot.progress_percent(), f"{self.label}: {snapshot.describe()}")
-        if self.wanted != self.sent and (self._sender is None or self._sender.done()):
-            self._sender = asyncio.get_running_loop().create_task(self._send())
+        self.final = snapshot.is_terminal
+        if self.wanted == self.sent:
+            return
+        if self._sender is not None and not self._sender.done():
+            if not (self.final and self._queued):
+                return  # the running sender sends the latest state when its write is done
+            self._sender.cancel()  # waiting for a slot: the final state goes ahead instead
+        self._sender = asyncio.get_running_loop().create_task(self._send())
 
     async def flush(self) -> None:
         """Wait (at most ``FLUSH_SECONDS``) until the latest state is written or failed to be."""
@@ -123,14 +138,26 @@ class _Progress:
         while self.wanted != self.sent:
             state = self.wanted
             try:
-                if self.artifact_id is None:
-                    self.artifact_id = await acreate_progress_artifact(progress=state[0], description=state[1])
-                else:
-                    await aupdate_progress_artifact(self.artifact_id, progress=state[0], description=state[1])
+                if self.final:
+                    await self._write(state)
+                    continue
+                slots = _write_slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.CONCURRENT_WRITES))
+                self._queued = True
+                async with slots:
+                    self._queued = False
+                    await self._write(state)
             except Exception as exc:  # noqa: BLE001 - progress reporting never fails a wait
                 _log.warning("Could not update the progress artifact for %s: %s", self.label, exc)
                 return
-            self.sent = state
+            finally:
+                self._queued = False
+
+    async def _write(self, state: tuple[float, str]) -> None:
+        if self.artifact_id is None:
+            self.artifact_id = await acreate_progress_artifact(progress=state[0], description=state[1])
+        else:
+            await aupdate_progress_artifact(self.artifact_id, progress=state[0], description=state[1])
+        self.sent = state
 
 
 async def _cancel_remote(label: str, cancel: Callable[[], Any]) -> None:
