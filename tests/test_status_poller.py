@@ -226,3 +226,39 @@ async def test_a_timed_out_wait_carries_the_last_status_and_leaves_the_poller():
     assert (caught.value.resource_id, caught.value.last_status) == ("slow-1", "running")
     await asyncio.sleep(0.3)
     assert poller._task.done()  # no wait left: the polling task ended
+
+
+class _Counted(_Stuck):
+    """Always running; counts its reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def read(self, reader, scope, ids, *, batched):
+        self.reads += 1
+        return await super().read(reader, scope, ids, batched=batched)
+
+
+async def test_waits_registered_in_a_row_wake_the_polling_task_once(monkeypatch):
+    poller, resource, starts = _poller(), _Counted(), []
+    start = StatusPoller._start
+    monkeypatch.setattr(StatusPoller, "_start", lambda self: (starts.append(1), start(self)))
+    watches = [poller.watch(resource, [f"w-{i}"], schedule=SCHEDULE) for i in range(200)]  # no yield between them
+    try:
+        snapshots = await asyncio.gather(*(w.next(timeout=5) for w in watches))
+        assert {s.status for s in snapshots} == {"running"} and resource.reads <= 2
+        assert len(starts) == 1  # the others arrived while the task was about to look anyway
+    finally:
+        for watch in watches:
+            poller.forget(watch)
+
+
+async def test_a_wait_registered_while_the_poller_sleeps_long_is_read_at_once():
+    poller, resource = _poller(), _Counted()
+    slow = PollSchedule(first=10.0, factor=1.0, ceiling=10.0)
+    with poller.watch(resource, ["patient"], schedule=slow) as patient:
+        await patient.next(timeout=5)  # its first read; the next is 10 s away
+        started = time.monotonic()
+        with poller.watch(resource, ["eager"], schedule=SCHEDULE) as eager:
+            await eager.next(timeout=5)
+        assert time.monotonic() - started < 1.0
