@@ -141,9 +141,8 @@ class _Progress:
                 if self.final:
                     await self._write(state)
                     continue
-                slots = _write_slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.CONCURRENT_WRITES))
                 self._queued = True
-                async with slots:
+                async with self._slots():
                     self._queued = False
                     await self._write(state)
             except Exception as exc:  # noqa: BLE001 - progress reporting never fails a wait
@@ -151,6 +150,12 @@ class _Progress:
                 return
             finally:
                 self._queued = False
+
+    def _slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop not in _write_slots:
+            _write_slots[loop] = asyncio.Semaphore(self.CONCURRENT_WRITES)
+        return _write_slots[loop]
 
     async def _write(self, state: tuple[float, str]) -> None:
         if self.artifact_id is None:
