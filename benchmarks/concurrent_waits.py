@@ -51,7 +51,7 @@ from prefect import flow  # noqa: E402
 
 from ionworks_prefect import IonworksCredentials, upload_measurement, wait_for_pipeline  # noqa: E402
 from ionworks_prefect.local_sandbox import LocalSandbox  # noqa: E402
-from ionworks_prefect.status_poller import StatusPoller  # noqa: E402
+from ionworks_prefect.status_poller import READ_THREAD_NAME, StatusPoller  # noqa: E402
 from ionworks_sandbox.compute.synthetic import synthetic_discharge  # noqa: E402
 from ionworks_sandbox.request_log import read_request_log  # noqa: E402
 
@@ -254,7 +254,7 @@ async def wait_for_all(pipeline_ids: list[str], credentials: IonworksCredentials
 def run_plugin(side: Side, sandbox: LocalSandbox, credentials: IonworksCredentials) -> None:
     seen = SeenLog()
     logging.getLogger("prefect.task_runs").addHandler(seen)
-    reading = sum(t.name == "ionworks-status-reads" for t in threading.enumerate())  # the poller's, kept per process
+    reading = sum(t.name == READ_THREAD_NAME for t in threading.enumerate())  # the poller's, kept per process
     side.threads_before = threading.active_count() - reading
     with Sampler() as sampler, timed_sends(sandbox.url) as durations, registrations() as registered:
         side.started = time.time()

@@ -42,6 +42,8 @@ _log = logging.getLogger(__name__)
 #: After a refused batch read, how long the resources it covered are read one by one before batching again.
 UNBATCHED_SECONDS = 300.0
 Summarize = Callable[[Mapping[str, Snapshot]], Snapshot]
+#: The name of the thread the pollers tick on.
+READ_THREAD_NAME = "ionworks-status-reads"
 _read_loop_lock = threading.Lock()
 
 
@@ -94,7 +96,7 @@ def _on_read_loop(callback: Callable[..., Any], *args: Any) -> None:
     with _read_loop_lock:
         if _read_loop is None:
             _read_loop = asyncio.new_event_loop()
-            threading.Thread(target=_read_loop.run_forever, name="ionworks-status-reads", daemon=True).start()
+            threading.Thread(target=_read_loop.run_forever, name=READ_THREAD_NAME, daemon=True).start()
             _read_mailbox = _Mailbox(_read_loop)
         mailbox = _read_mailbox
     mailbox.post(callback, *args)
@@ -154,14 +156,11 @@ class Watch:
                          if not (isinstance(news.get(i), Snapshot) and news[i].is_terminal)]
         self.due = tick_started + pause
         if news:
-            self._hand_over(self._take, news)
+            self._mailbox.post(self._take, news)
 
     def fail(self, error: Exception) -> None:
         """Make the next :meth:`next` raise ``error`` (from any thread)."""
-        self._hand_over(self._take, {}, error)
-
-    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
-        self._mailbox.post(callback, *args)
+        self._mailbox.post(self._take, {}, error)
 
     def _take(self, news: Mapping[str, Outcome], error: Exception | None = None) -> None:
         if error is not None:

@@ -254,7 +254,7 @@ async def test_waits_registered_in_a_row_wake_the_polling_task_once(monkeypatch)
 
 
 async def test_a_wait_registered_while_the_poller_sleeps_long_is_read_at_once():
-    poller, resource = _poller(), _Counted()
+    poller, resource = _poller(), _Stuck()
     slow = PollSchedule(first=10.0, factor=1.0, ceiling=10.0)
     with poller.watch(resource, ["patient"], schedule=slow) as patient:
         await patient.next(timeout=5)  # its first read; the next is 10 s away
