@@ -18,10 +18,9 @@ from typing import Any, Optional
 import polars as pl
 from ionworks.validators import MeasurementValidationError, validate_measurement_data
 
-from .client_rules import client_rule_issues
+from .client_rules import CURRENT, FREQUENCY, STEP, TIME, VOLTAGE, client_rule_issues
 from .exceptions import InvalidMeasurementError
 
-TIME, CURRENT, VOLTAGE, STEP, FREQUENCY = "Time [s]", "Current [A]", "Voltage [V]", "Step count", "Frequency [Hz]"
 #: Plausible cell voltage when the cell's window is not given, in volts.
 DEFAULT_VOLTAGE_RANGE = (0.0, 6.0)
 #: Slack around a given voltage window (a CV hold reads a few mV over its limit), in volts.
@@ -40,13 +39,6 @@ NUMERIC_COLUMNS = (
 )
 _DUPLICATE = re.compile(r"^(?P<base>.+?)(?:_duplicated_\d+|\.\d+)$")
 _DECIMAL_COMMA = r"^\s*[+-]?\d+,\d+(?:[eE][+-]?\d+)?\s*$"
-
-#: Columns the client's rules read for cycler data (:func:`~ionworks_prefect.client_rules.client_rule_issues`,
-#: the rules of ionworks-api 0.38 ``validators``); only these are loaded for them.
-RULE_COLUMNS = (
-    TIME, CURRENT, VOLTAGE, STEP, FREQUENCY,
-    "Discharge capacity [A.h]", "Charge capacity [A.h]", "Discharge energy [W.h]", "Charge energy [W.h]",
-)
 
 _COLUMN_BY_CODE_PREFIX = {
     "current_sign": CURRENT,
@@ -207,12 +199,6 @@ def sanity_issues(
     return issues
 
 
-def _contiguous(table: pl.LazyFrame, names: list[str]) -> pl.DataFrame:
-    """The columns loaded one at a time, each into one buffer, so numpy reads them in place (a column of
-    several chunks is copied whole by every ``to_numpy``, as the client's rules call it)."""
-    return pl.DataFrame([table.select(name).collect().to_series().rechunk() for name in names])
-
-
 def _column_for(code: str, payload: dict[str, Any]) -> str | None:
     column = payload.get("column") or payload.get("source_column")
     if column:
@@ -264,11 +250,10 @@ def check_measurement(
         more = f" (+{len(issues) - 1} more issue(s))" if len(issues) > 1 else ""
         raise MeasurementSanityError(first["message"] + more, check=first["check"], file=file,
                                      column=first["column"], row=first["row"], issues=issues)
-    schema = table.collect_schema()
     try:
         if data_type is None and not strict:
             # The same rules, with the sign-convention vote in linear time (see ionworks_prefect.client_rules).
-            broken = client_rule_issues(_contiguous(table, [name for name in RULE_COLUMNS if name in schema]))
+            broken = client_rule_issues(table)
             if broken:
                 raise MeasurementValidationError(broken[0].message, errors=broken)
         else:

@@ -10,7 +10,7 @@ import pytest
 from ionworks.validators import MeasurementValidationError, positive_current_is_charge, validate_measurement_data
 from scipy.integrate import trapezoid
 
-from ionworks_prefect.client_rules import _sign_vote_passes, _vote_steps, client_rule_issues
+from ionworks_prefect.client_rules import _sign_vote_passes, client_rule_issues, vote_windows
 from ionworks_prefect.cycler_files import read_measurement_file
 from ionworks_prefect.step_fits import step_votes
 
@@ -29,6 +29,32 @@ def cycling(steps: int = 40, rows: int = 200, seed: int = 0) -> pl.DataFrame:
                                3.2 + 0.8 * position])
     return pl.DataFrame({TIME: np.arange(step.size, dtype=float), CURRENT: np.choose(kind, [0.0, 1.0, 0.0, -1.0]),
                          VOLTAGE: voltage + rng.normal(0, 5e-4, step.size), STEP: step})
+
+
+def _columns(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    return (frame.get_column(TIME).cast(pl.Float64).to_numpy(),
+            frame.get_column(STEP).to_numpy() if STEP in frame.columns else None)
+
+
+def _windows(frame: pl.DataFrame, rows: int) -> list[tuple[np.ndarray, ...]]:
+    return list(vote_windows(frame.lazy(), *_columns(frame), rows=rows))
+
+
+def _whole_steps(frame: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    """The vote's steps over the whole series: one window."""
+    [steps] = _windows(frame, rows=len(frame))
+    return steps
+
+
+def _passes(frame: pl.DataFrame) -> bool:
+    return _sign_vote_passes(frame, *_columns(frame))
+
+
+def with_eis_rows(frame: pl.DataFrame, every: int = 997) -> pl.DataFrame:
+    """Every ``every``-th row an EIS point: no time, a frequency."""
+    eis = pl.int_range(pl.len()) % every == every // 2
+    return frame.with_columns(pl.when(eis).then(None).otherwise(pl.col(TIME)).alias(TIME),
+                              pl.when(eis).then(1000.0).otherwise(None).alias("Frequency [Hz]"))
 
 
 def _client_codes(frame: pl.DataFrame) -> list[str]:
@@ -50,6 +76,8 @@ FRAMES = {
     "skipped step": cycling(seed=4).with_columns(pl.when(pl.col(STEP) >= 10).then(pl.col(STEP) + 1)
                                                  .otherwise(pl.col(STEP)).alias(STEP)),
     "no step column": cycling(seed=5).drop(STEP),
+    "EIS rows": with_eis_rows(cycling(seed=7)),
+    "reversed, EIS rows": with_eis_rows(cycling(seed=8)).with_columns(-pl.col(CURRENT)),
 }
 
 
@@ -114,7 +142,7 @@ def test_all_steps_solved_at_once_vote_as_the_clients_per_step_test(seed):
 def test_all_steps_solved_at_once_vote_as_the_client_on_real_files(name):
     frame = read_measurement_file(REAL / name)
     for data in (frame, frame.with_columns(-pl.col(CURRENT))):
-        steps = _vote_steps(data, CURRENT, VOLTAGE, TIME)
+        steps = _whole_steps(data)
         is_charge, p_value, moved = step_votes(*steps)
         client_is_charge, client_p_value, client_moved = _client_votes(*steps)
         assert (is_charge == client_is_charge).all() and np.abs(p_value - client_p_value).max() < 1e-9
@@ -124,8 +152,33 @@ def test_all_steps_solved_at_once_vote_as_the_client_on_real_files(name):
 def test_the_vote_on_a_large_cycler_series_matches_the_client():
     """Exactly constant currents (the fit's current column collinear with its intercept) on 500 steps."""
     frame = cycling(steps=500, rows=400, seed=6)
-    steps = _vote_steps(frame, CURRENT, VOLTAGE, TIME)
+    steps = _whole_steps(frame)
     is_charge, p_value, _ = step_votes(*steps)
     client_is_charge, client_p_value, _ = _client_votes(*steps)
     assert (is_charge == client_is_charge).all() and np.abs(p_value - client_p_value).max() < 1e-9
-    assert _sign_vote_passes(frame) and not _sign_vote_passes(frame.with_columns(-pl.col(CURRENT)))
+    assert _passes(frame) and not _passes(frame.with_columns(-pl.col(CURRENT)))
+
+
+WINDOWED = {"cycling": cycling(steps=500, rows=400, seed=9), "EIS rows": with_eis_rows(cycling(steps=200, seed=10)),
+            "no step column": cycling(steps=200, seed=11).drop(STEP),
+            "one long step": pl.concat([cycling(steps=4, rows=20_000, seed=12), cycling(steps=40, seed=13)
+                                        .with_columns(pl.col(TIME) + 80_000.0, pl.col(STEP) + 4)])}
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWED))
+def test_windows_of_whole_steps_vote_as_the_whole_series(name):
+    """The vote streams current and voltage: windows of 1,000 rows hold the same steps, each whole, with the
+    same votes, bit for bit, as the series read at once."""
+    frame = WINDOWED[name]
+    whole = _whole_steps(frame)
+    windows = _windows(frame, rows=1000)
+    assert len(windows) > 5
+    longest = int((whole[4] - whole[3]).max())
+    assert all(len(w[1]) <= 2 * 1000 + longest for w in windows)
+    for k in (0, 1, 2):  # each step's first and last time, current and voltage
+        for edge in (lambda w: w[3], lambda w: w[4] - 1):
+            assert np.array_equal(np.concatenate([w[k][edge(w)] for w in windows]), whole[k][edge(whole)],
+                                  equal_nan=True)
+    votes = [step_votes(*w) for w in windows]
+    for k, value in enumerate(step_votes(*whole)):
+        assert np.array_equal(np.concatenate([v[k] for v in votes]), value)
