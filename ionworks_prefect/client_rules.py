@@ -4,16 +4,17 @@
 ``validate_positive_current_is_discharge``, which fits an OCV-R model to every non-rest step and takes a
 charge-weighted vote. In ionworks-api 0.38 that function selects each step with ``step_groups == step_id`` over
 the whole series (rows x steps), and fits each step with ``lsq_linear(method="bvls")`` (about 3 ms a step).
-:func:`client_rule_issues` runs the same five checks, and the same vote over the same steps, with every step's
-fit solved at once (:mod:`ionworks_prefect.step_fits`); steps that solution cannot vouch for are fitted with the
-client's own per-step test (``positive_current_is_charge``). Same steps, tolerances, weights and 25 %
+:func:`client_rule_issues` runs four of the five checks (the sanity checks decide the fifth, time running
+backwards, more strictly), and the same vote over the same steps, with every step's fit solved at once
+(:mod:`ionworks_prefect.step_fits`); steps that solution cannot vouch for are fitted with the client's own
+per-step test (``positive_current_is_charge``). Same steps, tolerances, weights and 25 %
 threshold; the confidences differ from bvls's only within its stopping tolerance, and a share within
 :data:`RECOUNT_MARGIN` of the threshold is recounted with the client's per-step test on every step. So when the
 vote passes, the client's function would have passed too; when it does not, the client's own function is run
 to produce its exact issue.
 
 The vote reads current and voltage in windows of whole steps (about :data:`WINDOW_ROWS` rows) streamed from the
-table, so only the columns the five checks read are held whole: a parquet scan of a long test is never loaded
+table, so only the columns the other checks read are held whole: a parquet scan of a long test is never loaded
 at once. A step's rows, sums and fit are the same in a window as in the whole series.
 
 Example:
@@ -33,7 +34,7 @@ from scipy.integrate import trapezoid
 from .step_fits import step_votes
 
 TIME, CURRENT, VOLTAGE, STEP, FREQUENCY = "Time [s]", "Current [A]", "Voltage [V]", "Step count", "Frequency [Hz]"
-#: Columns the five checks read (ionworks-api 0.38 ``validators``); the vote streams current and voltage.
+#: Columns the other checks read (ionworks-api 0.38 ``validators``); the vote streams current and voltage.
 CHECKED_COLUMNS = (TIME, STEP, FREQUENCY,
                    "Discharge capacity [A.h]", "Charge capacity [A.h]", "Discharge energy [W.h]", "Charge energy [W.h]")
 #: The client's threshold: the vote fails when this share of the weighted evidence says positive is charge.
@@ -164,9 +165,13 @@ def _sign_vote_passes(table: pl.DataFrame | pl.LazyFrame, time: np.ndarray, step
 
 
 def client_rule_issues(table: pl.DataFrame | pl.LazyFrame) -> list[validators.ValidationIssue]:
-    """The issues ``validate_measurement_data(frame)`` reports for cycler data (non-strict), in the same order.
+    """The issues ``validate_measurement_data(frame)`` reports for cycler data (non-strict), in the same order,
+    for a series that passed :func:`~ionworks_prefect.measurement_checks.sanity_issues`.
 
-    Only the columns the checks read are loaded whole (:data:`CHECKED_COLUMNS`); the vote streams the rest.
+    The client's ``validate_time_monotonic`` is not run again: it reports a decrease of more than 1e-12 s between
+    consecutive timed rows, and the sanity checks have already failed a series on any decrease between those
+    same rows (untimed rows are stepped over by both; a NaN time fails them as not finite). Only the columns
+    the other checks read are loaded whole (:data:`CHECKED_COLUMNS`); the vote streams the rest.
 
     Example:
         >>> [issue.code for issue in client_rule_issues(frame.with_columns(-pl.col("Current [A]")))]
@@ -183,7 +188,6 @@ def client_rule_issues(table: pl.DataFrame | pl.LazyFrame) -> list[validators.Va
             issues = validators.validate_positive_current_is_discharge(table.collect(), step_col=STEP)
     issues += validators.validate_time_missing_only_on_eis_rows(frame)
     issues += validators.validate_time_starts_at_zero(frame)
-    issues += validators.validate_time_monotonic(frame)
     # Without a step column the check names every column of the series: its header is enough.
     issues += validators.validate_step_count_sequential(frame if STEP in schema else table.head(0).collect())
     if STEP in schema:

@@ -7,11 +7,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from ionworks.validators import MeasurementValidationError, positive_current_is_charge, validate_measurement_data
+from ionworks.validators import (
+    MeasurementValidationError,
+    positive_current_is_charge,
+    validate_measurement_data,
+    validate_time_monotonic,
+)
 from scipy.integrate import trapezoid
 
 from ionworks_prefect.client_rules import _sign_vote_passes, client_rule_issues, vote_windows
 from ionworks_prefect.cycler_files import read_measurement_file
+from ionworks_prefect.measurement_checks import sanity_issues
 from ionworks_prefect.step_fits import step_votes
 
 from .measurement_frames import CURRENT, STEP, TIME, VOLTAGE, discharge_frame
@@ -182,3 +188,21 @@ def test_windows_of_whole_steps_vote_as_the_whole_series(name):
     votes = [step_votes(*w) for w in windows]
     for k, value in enumerate(step_votes(*whole)):
         assert np.array_equal(np.concatenate([v[k] for v in votes]), value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_sanity_checks_fail_every_series_the_clients_monotonic_check_fails(seed):
+    """client_rule_issues leaves the client's validate_time_monotonic out: the sanity checks run first and fail
+    any decrease between consecutive timed rows, which covers the client's decrease beyond 1e-12 s."""
+    rng = np.random.default_rng(seed)
+    base = with_eis_rows(cycling(steps=8, rows=50, seed=seed), every=37)
+    failed_by_client = 0
+    for _ in range(60):
+        row, drop = int(rng.integers(1, len(base))), float(rng.choice([1e-13, 1e-11, 1e-6, 0.5, 3.0]))
+        time = base.get_column(TIME).to_numpy().copy()
+        time[row:] -= 1.0 + drop  # rows are 1 s apart: the time falls by about `drop` at `row`
+        frame = base.with_columns(pl.Series(TIME, time, nan_to_null=True))
+        client = validate_time_monotonic(frame)
+        assert any(issue["check"] == "time_monotonic" for issue in sanity_issues(frame)) or not client
+        failed_by_client += bool(client)
+    assert failed_by_client > 20
