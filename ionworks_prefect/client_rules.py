@@ -4,8 +4,8 @@
 ``validate_positive_current_is_discharge``, which fits an OCV-R model to every non-rest step and takes a
 charge-weighted vote. In ionworks-api 0.38 that function selects each step with ``step_groups == step_id`` over
 the whole series (rows x steps), and fits each step with ``lsq_linear(method="bvls")`` (about 3 ms a step).
-:func:`client_rule_issues` runs four of the five checks (the sanity checks decide the fifth, time running
-backwards, more strictly), and the same vote over the same steps, with every step's fit solved at once
+:func:`client_rule_issues` runs three of the five checks (the sanity checks decide the other two, more
+strictly), and the same vote over the same steps, with every step's fit solved at once
 (:mod:`ionworks_prefect.step_fits`); steps that solution cannot vouch for are fitted with the client's own
 per-step test (``positive_current_is_charge``). Same steps, tolerances, weights and 25 %
 threshold; the confidences differ from bvls's only within its stopping tolerance, and a share within
@@ -13,9 +13,9 @@ threshold; the confidences differ from bvls's only within its stopping tolerance
 vote passes, the client's function would have passed too; when it does not, the client's own function is run
 to produce its exact issue.
 
-The vote reads current and voltage in windows of whole steps (about :data:`WINDOW_ROWS` rows) streamed from the
-table, so only the columns the other checks read are held whole: a parquet scan of a long test is never loaded
-at once. A step's rows, sums and fit are the same in a window as in the whole series.
+The columns are read from the table in batches, and the vote fits windows of whole steps (about
+:data:`WINDOW_ROWS` rows), so a parquet scan of a long test is never loaded at once; a step's rows, sums and
+fit are the same in a window as in the whole series.
 
 Example:
     >>> client_rule_issues(frame)
@@ -34,16 +34,16 @@ from scipy.integrate import trapezoid
 from .step_fits import step_votes
 
 TIME, CURRENT, VOLTAGE, STEP, FREQUENCY = "Time [s]", "Current [A]", "Voltage [V]", "Step count", "Frequency [Hz]"
-#: Columns the other checks read (ionworks-api 0.38 ``validators``); the vote streams current and voltage.
-CHECKED_COLUMNS = (TIME, STEP, FREQUENCY,
-                   "Discharge capacity [A.h]", "Charge capacity [A.h]", "Discharge energy [W.h]", "Charge energy [W.h]")
+#: Columns the client's per-step cumulative check reads (ionworks-api 0.38 ``validators``).
+CUMULATIVE_COLUMNS = ("Discharge capacity [A.h]", "Charge capacity [A.h]", "Discharge energy [W.h]",
+                      "Charge energy [W.h]")
 #: The client's threshold: the vote fails when this share of the weighted evidence says positive is charge.
 CHARGE_SHARE = 0.25
 #: Shares this close to the threshold are recounted with the client's per-step test on every step. The
 #: client's bvls stops within a tolerance of the optimum that :func:`step_votes` solves exactly; the two
 #: confidence values of a step differ by at most a few 1e-4, so the vote's share by less than this.
 RECOUNT_MARGIN = 0.01
-#: Rows of current and voltage the vote holds at a time (more when one step is longer).
+#: Rows read at a time, and rows of current and voltage the vote holds at a time (more when one step is longer).
 WINDOW_ROWS = 65_536
 
 Steps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -55,77 +55,82 @@ def _contiguous(table: pl.LazyFrame, names: list[str]) -> pl.DataFrame:
     return pl.DataFrame([table.select(name).collect().to_series().rechunk() for name in names])
 
 
-def _batches(table: pl.LazyFrame, names: list[str], timed: Optional[np.ndarray],
-             rows: int = WINDOW_ROWS) -> Iterator[list[np.ndarray]]:
-    """The columns as float arrays, in order, about ``rows`` rows at a time; only rows where ``timed`` holds,
-    when given."""
-    offset = 0
-    query = table.select(pl.col(name).cast(pl.Float64) for name in names)
+def _timed_batches(table: pl.LazyFrame, names: list[str], rows: int = WINDOW_ROWS) -> Iterator[list[np.ndarray]]:
+    """Time and the named columns, as float arrays, of the rows that have a time, in order, from about ``rows``
+    rows at a time."""
+    query = table.select(pl.col(name).cast(pl.Float64) for name in (TIME, *names))
     for batch in query.collect_batches(chunk_size=rows):
-        arrays = [batch.get_column(name).to_numpy() for name in names]
-        if timed is not None:
-            keep = timed[offset:offset + len(batch)]
-            arrays = [array[keep] for array in arrays]
-        offset += len(batch)
-        yield arrays
+        arrays = [column.to_numpy() for column in batch.get_columns()]
+        timed = ~np.isnan(arrays[0])
+        yield arrays if timed.all() else [array[timed] for array in arrays]
 
 
-def vote_windows(table: pl.DataFrame | pl.LazyFrame, time: np.ndarray, step_values: Optional[np.ndarray],
-                 rows: int = WINDOW_ROWS) -> Iterator[Steps]:
+def _changes(values: np.ndarray, previous: Optional[float]) -> np.ndarray:
+    """Indices where ``values`` differs from the value before it (``previous`` before the first; none: a change)."""
+    head = [True] if previous is None else [values[0] != previous]
+    return np.flatnonzero(np.concatenate([head, values[1:] != values[:-1]]))
+
+
+def vote_windows(table: pl.DataFrame | pl.LazyFrame, rows: int = WINDOW_ROWS) -> Iterator[Steps]:
     """Time, current, voltage and the [start, end) rows of each step the client's vote fits, window by window.
 
     Mirrors ``validate_positive_current_is_discharge(frame, step_col="Step count")`` up to its loop (defaults
     ``rest_tol=1e-3``, ``relative_rest_tol_frac=0.02``, ``relative_rest_tol_percentile=95``), each step taken
     as a slice of its contiguous rows; steps of fewer than two rows are dropped, as its loop skips them. Rows
-    without a time are left out, as there. Each window holds whole steps of about ``rows`` rows, its arrays
-    counted from the window's first row.
+    without a time are left out, as there. The columns are read in batches: the only array as long as the series
+    is the absolute current, whose 95th percentile sets the rest tolerance. Each window holds whole steps of
+    about ``rows`` rows, its arrays counted from the window's first row.
 
     Args:
-        table: The series; its current and voltage are read from it in order.
-        time: Its time column as floats.
-        step_values: Its step column, or None when it has none (steps then follow the current's sign).
+        table: The series, with time, current and voltage columns (and a step column, else steps follow the
+            current's sign).
         rows: Rows a window holds, unless one step is longer.
     """
     table = table.lazy()
-    timed = ~np.isnan(time)
-    if timed.all():
-        timed = None
-    else:
-        time = time[timed]
-        step_values = None if step_values is None else step_values[timed]
-    if len(time) == 0:
+    has_steps = STEP in table.collect_schema()
+    abs_current = np.empty(table.select(pl.len()).collect().item())
+    timed, cuts, previous = 0, [], None  # rows with a time so far; where their steps change; the last step value
+    for _, current, *step in _timed_batches(table, [CURRENT, STEP] if has_steps else [CURRENT], rows):
+        np.abs(current, out=abs_current[timed:timed + len(current)])
+        if step and len(current):
+            cuts.append(timed + _changes(step[0], previous))
+            previous = step[0][-1]
+        timed += len(current)
+    if timed == 0:
         return
-    abs_current, filled = np.empty(len(time)), 0
-    for (current,) in _batches(table, [CURRENT], timed):
-        np.abs(current, out=abs_current[filled:filled + len(current)])
-        filled += len(current)
+    abs_current = abs_current[:timed]
     max_abs = float(abs_current.max())
     # In place: abs_current is this function's own array, and only its maximum was needed besides.
     relative_rest_tol = max(0.02 * float(np.percentile(abs_current, 95.0, overwrite_input=True)), 1e-12)
     rest_tol = min(1e-3, relative_rest_tol)
     del abs_current
-    if step_values is None:
+    if not has_steps:
         if max_abs == 0:
             return
-        step_values = np.concatenate([np.sign(normalized * (np.abs(normalized) > rest_tol)).astype(np.int8)
-                                      for normalized in (c / max_abs for (c,) in _batches(table, [CURRENT], timed))])
-    starts = np.flatnonzero(np.concatenate([[True], step_values[1:] != step_values[:-1]]))
-    ends = np.append(starts[1:], len(time))
+        done = 0
+        for _, current in _timed_batches(table, [CURRENT], rows):
+            if len(current):
+                normalized = current / max_abs
+                signs = np.sign(normalized * (np.abs(normalized) > rest_tol))
+                cuts.append(done + _changes(signs, previous))
+                previous, done = signs[-1], done + len(current)
+    starts = np.concatenate(cuts)
+    ends = np.append(starts[1:], timed)
     held: list[list[np.ndarray]] = []
     first, done, read = 0, 0, 0  # the held rows' first row; steps dealt with; rows read
-    for arrays in _batches(table, [CURRENT, VOLTAGE], timed, rows):
+    for arrays in _timed_batches(table, [CURRENT, VOLTAGE], rows):
         held.append(arrays)
         read += len(arrays[0])
         whole = int(np.searchsorted(ends, read, side="right"))  # steps ending by the rows read
-        if whole == done or (read < len(time) and read - first < rows):
+        if whole == done or (read < timed and read - first < rows):
             continue
-        current, voltage = (np.concatenate([h[k] for h in held]) for k in (0, 1))
+        time, current, voltage = (np.concatenate([h[k] for h in held]) for k in range(3))
         s, e = starts[done:whole] - first, ends[done:whole] - first
         mean_current = np.add.reduceat(current[:e[-1]], s) / (e - s)
         fitted = (np.abs(mean_current) >= rest_tol) & (e - s >= 2)
         if fitted.any():
-            yield time[first:first + len(current)], current, voltage, s[fitted], e[fitted]
-        held = [[current[e[-1]:], voltage[e[-1]:]]]
+            yield time, current, voltage, s[fitted], e[fitted]
+        held = [[array[e[-1]:] for array in (time, current, voltage)]]
         first, done = first + int(e[-1]), whole
 
 
@@ -148,11 +153,11 @@ def _weights(time: np.ndarray, current: np.ndarray, voltage: np.ndarray, starts:
     return float(weight[is_charge].sum()), float(weight[~is_charge].sum())
 
 
-def _sign_vote_passes(table: pl.DataFrame | pl.LazyFrame, time: np.ndarray, step_values: Optional[np.ndarray]) -> bool:
+def _sign_vote_passes(table: pl.DataFrame | pl.LazyFrame) -> bool:
     """True when ``validate_positive_current_is_discharge(frame, step_col="Step count")`` returns no issue."""
     for exact in (False, True):
         charge_weight = discharge_weight = 0.0
-        for window in vote_windows(table, time, step_values):
+        for window in vote_windows(table):
             charge, discharge = _weights(*window, exact=exact)
             charge_weight, discharge_weight = charge_weight + charge, discharge_weight + discharge
         total = charge_weight + discharge_weight
@@ -164,14 +169,34 @@ def _sign_vote_passes(table: pl.DataFrame | pl.LazyFrame, time: np.ndarray, step
     return share < CHARGE_SHARE
 
 
+def _steps_sequential(table: pl.LazyFrame) -> bool:
+    """True when the step column starts at 0 and moves by 0 or 1 from row to row, as the client's
+    ``validate_step_count_sequential`` requires (the same numpy differences, batch by batch)."""
+    previous = None
+    for batch in table.select(STEP).collect_batches(chunk_size=WINDOW_ROWS):
+        values = batch.get_column(STEP).to_numpy()
+        if len(values) == 0:
+            continue
+        if previous is None and values[0] != 0:
+            return False
+        moves = np.diff(values if previous is None else np.concatenate([[previous], values]))
+        if not np.all((moves == 0) | (moves == 1)):
+            return False
+        previous = values[-1]
+    return True
+
+
 def client_rule_issues(table: pl.DataFrame | pl.LazyFrame) -> list[validators.ValidationIssue]:
     """The issues ``validate_measurement_data(frame)`` reports for cycler data (non-strict), in the same order,
     for a series that passed :func:`~ionworks_prefect.measurement_checks.sanity_issues`.
 
-    The client's ``validate_time_monotonic`` is not run again: it reports a decrease of more than 1e-12 s between
-    consecutive timed rows, and the sanity checks have already failed a series on any decrease between those
-    same rows (untimed rows are stepped over by both; a NaN time fails them as not finite). Only the columns
-    the other checks read are loaded whole (:data:`CHECKED_COLUMNS`); the vote streams the rest.
+    Two of the client's checks are not run again, as the sanity checks decide them first, more strictly:
+    ``validate_time_monotonic`` reports a decrease of more than 1e-12 s between consecutive timed rows, and
+    ``validate_time_missing_only_on_eis_rows`` a row with neither time nor frequency; the sanity checks fail a
+    series on any decrease between those same rows, and on any row without a time that has no frequency (a NaN
+    time or frequency fails them as not finite). The step and start checks read the columns batch by batch, and
+    the client's own check runs only to word an issue they found. Only the cumulative check loads its columns
+    whole, when there are any.
 
     Example:
         >>> [issue.code for issue in client_rule_issues(frame.with_columns(-pl.col("Current [A]")))]
@@ -179,17 +204,21 @@ def client_rule_issues(table: pl.DataFrame | pl.LazyFrame) -> list[validators.Va
     """
     table = table.lazy()
     schema = table.collect_schema()
-    frame = _contiguous(table, [name for name in CHECKED_COLUMNS if name in schema])
     issues = []
-    if all(name in schema for name in (TIME, CURRENT, VOLTAGE)):
-        time = frame.get_column(TIME).cast(pl.Float64).to_numpy()
-        steps = frame.get_column(STEP).to_numpy() if STEP in schema else None
-        if not _sign_vote_passes(table, time, steps):
-            issues = validators.validate_positive_current_is_discharge(table.collect(), step_col=STEP)
-    issues += validators.validate_time_missing_only_on_eis_rows(frame)
-    issues += validators.validate_time_starts_at_zero(frame)
-    # Without a step column the check names every column of the series: its header is enough.
-    issues += validators.validate_step_count_sequential(frame if STEP in schema else table.head(0).collect())
-    if STEP in schema:
-        issues += validators.validate_cumulative_values_reset_per_step(frame, STEP)
+    if all(name in schema for name in (TIME, CURRENT, VOLTAGE)) and not _sign_vote_passes(table):
+        issues = validators.validate_positive_current_is_discharge(table.collect(), step_col=STEP)
+    if TIME in schema:
+        time = pl.col(TIME).cast(pl.Float64)
+        first = table.select(time.filter(time.is_not_null() & time.is_not_nan()).first()).collect(
+            engine="streaming").item()
+        # The check reads the first time only.
+        issues += [] if first is None else validators.validate_time_starts_at_zero(pl.DataFrame({TIME: [first]}))
+    if STEP not in schema:
+        # The check names every column of the series: its header is enough.
+        issues += validators.validate_step_count_sequential(table.head(0).collect())
+    elif not _steps_sequential(table):
+        issues += validators.validate_step_count_sequential(_contiguous(table, [STEP]))
+    cumulative = [name for name in CUMULATIVE_COLUMNS if name in schema]
+    if STEP in schema and cumulative:
+        issues += validators.validate_cumulative_values_reset_per_step(_contiguous(table, [STEP, *cumulative]), STEP)
     return issues

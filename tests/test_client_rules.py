@@ -11,6 +11,7 @@ from ionworks.validators import (
     MeasurementValidationError,
     positive_current_is_charge,
     validate_measurement_data,
+    validate_time_missing_only_on_eis_rows,
     validate_time_monotonic,
 )
 from scipy.integrate import trapezoid
@@ -21,6 +22,8 @@ from ionworks_prefect.measurement_checks import sanity_issues
 from ionworks_prefect.step_fits import step_votes
 
 from .measurement_frames import CURRENT, STEP, TIME, VOLTAGE, discharge_frame
+
+FREQUENCY = "Frequency [Hz]"
 
 REAL = Path(__file__).parent / "data" / "real-cycler"
 
@@ -37,13 +40,8 @@ def cycling(steps: int = 40, rows: int = 200, seed: int = 0) -> pl.DataFrame:
                          VOLTAGE: voltage + rng.normal(0, 5e-4, step.size), STEP: step})
 
 
-def _columns(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    return (frame.get_column(TIME).cast(pl.Float64).to_numpy(),
-            frame.get_column(STEP).to_numpy() if STEP in frame.columns else None)
-
-
 def _windows(frame: pl.DataFrame, rows: int) -> list[tuple[np.ndarray, ...]]:
-    return list(vote_windows(frame.lazy(), *_columns(frame), rows=rows))
+    return list(vote_windows(frame.lazy(), rows=rows))
 
 
 def _whole_steps(frame: pl.DataFrame) -> tuple[np.ndarray, ...]:
@@ -52,15 +50,11 @@ def _whole_steps(frame: pl.DataFrame) -> tuple[np.ndarray, ...]:
     return steps
 
 
-def _passes(frame: pl.DataFrame) -> bool:
-    return _sign_vote_passes(frame, *_columns(frame))
-
-
 def with_eis_rows(frame: pl.DataFrame, every: int = 997) -> pl.DataFrame:
     """Every ``every``-th row an EIS point: no time, a frequency."""
     eis = pl.int_range(pl.len()) % every == every // 2
     return frame.with_columns(pl.when(eis).then(None).otherwise(pl.col(TIME)).alias(TIME),
-                              pl.when(eis).then(1000.0).otherwise(None).alias("Frequency [Hz]"))
+                              pl.when(eis).then(1000.0).otherwise(None).alias(FREQUENCY))
 
 
 def _client_codes(frame: pl.DataFrame) -> list[str]:
@@ -84,6 +78,10 @@ FRAMES = {
     "no step column": cycling(seed=5).drop(STEP),
     "EIS rows": with_eis_rows(cycling(seed=7)),
     "reversed, EIS rows": with_eis_rows(cycling(seed=8)).with_columns(-pl.col(CURRENT)),
+    # Steps of 256 rows: step 256 starts the second batch of rows read, and is the one skipped.
+    "skipped step, between batches": cycling(steps=300, rows=256, seed=14).with_columns(
+        pl.when(pl.col(STEP) >= 256).then(pl.col(STEP) + 1).otherwise(pl.col(STEP)).alias(STEP)),
+    "long, no step column": cycling(steps=300, rows=256, seed=15).drop(STEP),
 }
 
 
@@ -162,7 +160,7 @@ def test_the_vote_on_a_large_cycler_series_matches_the_client():
     is_charge, p_value, _ = step_votes(*steps)
     client_is_charge, client_p_value, _ = _client_votes(*steps)
     assert (is_charge == client_is_charge).all() and np.abs(p_value - client_p_value).max() < 1e-9
-    assert _passes(frame) and not _passes(frame.with_columns(-pl.col(CURRENT)))
+    assert _sign_vote_passes(frame) and not _sign_vote_passes(frame.with_columns(-pl.col(CURRENT)))
 
 
 WINDOWED = {"cycling": cycling(steps=500, rows=400, seed=9), "EIS rows": with_eis_rows(cycling(steps=200, seed=10)),
@@ -205,4 +203,26 @@ def test_the_sanity_checks_fail_every_series_the_clients_monotonic_check_fails(s
         client = validate_time_monotonic(frame)
         assert any(issue["check"] == "time_monotonic" for issue in sanity_issues(frame)) or not client
         failed_by_client += bool(client)
+    assert failed_by_client > 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_sanity_checks_fail_every_series_with_a_time_missing_off_eis_rows(seed):
+    """client_rule_issues leaves the client's validate_time_missing_only_on_eis_rows out: the sanity checks fail
+    a row with neither a time nor a frequency, and a NaN time or frequency as not finite."""
+    rng = np.random.default_rng(seed)
+    base = with_eis_rows(cycling(steps=8, rows=50, seed=seed), every=37)
+    failed_by_client = 0
+    for _ in range(40):
+        rows = rng.integers(0, len(base), size=int(rng.integers(1, 4)))
+        time = base.get_column(TIME).to_numpy().copy()
+        frequency = base.get_column(FREQUENCY).to_numpy().copy()
+        time[rows] = np.nan
+        frequency[rows] = rng.choice([np.nan, 1000.0], size=len(rows))
+        for nan_is_null in (True, False):
+            frame = base.with_columns(pl.Series(TIME, time, nan_to_null=nan_is_null),
+                                      pl.Series(FREQUENCY, frequency, nan_to_null=nan_is_null))
+            client = validate_time_missing_only_on_eis_rows(frame)
+            assert sanity_issues(frame) or not client
+            failed_by_client += bool(client)
     assert failed_by_client > 20
