@@ -43,8 +43,10 @@ CHARGE_SHARE = 0.25
 #: client's bvls stops within a tolerance of the optimum that :func:`step_votes` solves exactly; the two
 #: confidence values of a step differ by at most a few 1e-4, so the vote's share by less than this.
 RECOUNT_MARGIN = 0.01
+#: Currents (A) from which the client's rest tolerance is its full 1e-3 A: 0.02 x 0.051 A rounds above 1e-3.
+FULL_REST_FROM = 0.051
 #: Rows read at a time, and rows of current and voltage the vote holds at a time (more when one step is longer).
-WINDOW_ROWS = 65_536
+WINDOW_ROWS = 32_768
 
 Steps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -71,15 +73,48 @@ def _changes(values: np.ndarray, previous: Optional[float]) -> np.ndarray:
     return np.flatnonzero(np.concatenate([head, values[1:] != values[:-1]]))
 
 
+def _rest_tolerance(table: pl.LazyFrame, timed: int, rows: int) -> float:
+    """The client's rest tolerance, ``min(1e-3, max(0.02 * percentile(|current|, 95), 1e-12))``, over the rows
+    with a time, read whole."""
+    magnitude, filled = np.empty(timed), 0
+    for _, current in _timed_batches(table, [CURRENT], rows):
+        np.abs(current, out=magnitude[filled:filled + len(current)])
+        filled += len(current)
+    # In place: magnitude is this function's own array.
+    return min(1e-3, max(0.02 * float(np.percentile(magnitude, 95.0, overwrite_input=True)), 1e-12))
+
+
+def _scan_current(table: pl.LazyFrame, has_steps: bool, rows: int) -> tuple[int, float, float, list[np.ndarray]]:
+    """Of the rows with a time: how many, the client's rest tolerance, the largest |current|, and (with a step
+    column) where their steps change."""
+    timed, below, max_abs, cuts, previous = 0, 0, 0.0, [], None  # below: currents under FULL_REST_FROM
+    for _, current, *step in _timed_batches(table, [CURRENT, STEP] if has_steps else [CURRENT], rows):
+        if len(current) == 0:
+            continue
+        magnitude = np.abs(current)
+        below += int(np.count_nonzero(magnitude < FULL_REST_FROM))
+        max_abs = float(np.maximum(max_abs, magnitude.max()))
+        if step:
+            cuts.append(timed + _changes(step[0], previous))
+            previous = step[0][-1]
+        timed += len(current)
+    if timed == 0:
+        return 0, 1e-3, 0.0, []
+    # The 95th percentile's lower neighbour (numpy's linear method) is at least FULL_REST_FROM when at most
+    # that many currents are under it: then 0.02 of the percentile is at least 1e-3, and the minimum is 1e-3.
+    full = below <= int(np.floor((timed - 1) * 0.95))
+    return timed, 1e-3 if full else _rest_tolerance(table, timed, rows), max_abs, cuts
+
+
 def vote_windows(table: pl.DataFrame | pl.LazyFrame, rows: int = WINDOW_ROWS) -> Iterator[Steps]:
     """Time, current, voltage and the [start, end) rows of each step the client's vote fits, window by window.
 
     Mirrors ``validate_positive_current_is_discharge(frame, step_col="Step count")`` up to its loop (defaults
     ``rest_tol=1e-3``, ``relative_rest_tol_frac=0.02``, ``relative_rest_tol_percentile=95``), each step taken
     as a slice of its contiguous rows; steps of fewer than two rows are dropped, as its loop skips them. Rows
-    without a time are left out, as there. The columns are read in batches: the only array as long as the series
-    is the absolute current, whose 95th percentile sets the rest tolerance. Each window holds whole steps of
-    about ``rows`` rows, its arrays counted from the window's first row.
+    without a time are left out, as there. The columns are read in batches; the absolute current is read whole
+    only when its 95th percentile may be under :data:`FULL_REST_FROM` (the rest tolerance then depends on it).
+    Each window holds whole steps of about ``rows`` rows, its arrays counted from the window's first row.
 
     Args:
         table: The series, with time, current and voltage columns (and a step column, else steps follow the
@@ -88,26 +123,13 @@ def vote_windows(table: pl.DataFrame | pl.LazyFrame, rows: int = WINDOW_ROWS) ->
     """
     table = table.lazy()
     has_steps = STEP in table.collect_schema()
-    abs_current = np.empty(table.select(pl.len()).collect().item())
-    timed, cuts, previous = 0, [], None  # rows with a time so far; where their steps change; the last step value
-    for _, current, *step in _timed_batches(table, [CURRENT, STEP] if has_steps else [CURRENT], rows):
-        np.abs(current, out=abs_current[timed:timed + len(current)])
-        if step and len(current):
-            cuts.append(timed + _changes(step[0], previous))
-            previous = step[0][-1]
-        timed += len(current)
+    timed, rest_tol, max_abs, cuts = _scan_current(table, has_steps, rows)
     if timed == 0:
         return
-    abs_current = abs_current[:timed]
-    max_abs = float(abs_current.max())
-    # In place: abs_current is this function's own array, and only its maximum was needed besides.
-    relative_rest_tol = max(0.02 * float(np.percentile(abs_current, 95.0, overwrite_input=True)), 1e-12)
-    rest_tol = min(1e-3, relative_rest_tol)
-    del abs_current
     if not has_steps:
         if max_abs == 0:
             return
-        done = 0
+        done, previous = 0, None
         for _, current in _timed_batches(table, [CURRENT], rows):
             if len(current):
                 normalized = current / max_abs

@@ -16,7 +16,14 @@ from ionworks.validators import (
 )
 from scipy.integrate import trapezoid
 
-from ionworks_prefect.client_rules import _sign_vote_passes, client_rule_issues, vote_windows
+from ionworks_prefect import client_rules
+from ionworks_prefect.client_rules import (
+    _rest_tolerance,
+    _scan_current,
+    _sign_vote_passes,
+    client_rule_issues,
+    vote_windows,
+)
 from ionworks_prefect.cycler_files import read_measurement_file
 from ionworks_prefect.measurement_checks import sanity_issues
 from ionworks_prefect.step_fits import step_votes
@@ -226,3 +233,28 @@ def test_the_sanity_checks_fail_every_series_with_a_time_missing_off_eis_rows(se
             assert sanity_issues(frame) or not client
             failed_by_client += bool(client)
     assert failed_by_client > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_rest_tolerance_is_the_clients_with_or_without_reading_the_current_whole(seed, monkeypatch):
+    """``min(1e-3, max(0.02 * percentile(|I|, 95), 1e-12))``, as the client takes it, bit for bit: its full 1e-3 A
+    is known without the percentile when few enough currents are small, and taken over the whole current
+    otherwise (both ways are met here)."""
+    whole = []
+    monkeypatch.setattr(client_rules, "_rest_tolerance",
+                        lambda *args: whole.append(1) or _rest_tolerance(*args))
+    rng = np.random.default_rng(seed)
+    for trial in range(40):
+        n = int(rng.choice([1, 2, 3, 20, 101, 5000]))
+        scale = float(rng.choice([1e-6, 1e-3, 0.04, 0.05, 0.051, 0.06, 1.0]))
+        current = scale * [np.ones(n), rng.uniform(0, 2, n), np.round(rng.uniform(0, 2, n), 1)][trial % 3]
+        current[rng.random(n) < rng.uniform(0, 0.2)] = 0.0
+        time = np.arange(n, dtype=float)
+        time[rng.random(n) < 0.02] = np.nan  # EIS rows, left out
+        frame = pl.DataFrame({TIME: time, CURRENT: current})
+        timed = current[~np.isnan(time)]
+        if len(timed) == 0:
+            continue
+        expected = min(1e-3, max(0.02 * float(np.percentile(np.abs(timed), 95)), 1e-12))
+        assert _scan_current(frame.lazy(), False, 7)[:3] == (len(timed), expected, float(np.abs(timed).max()))
+    assert 0 < len(whole) < 40 * 0.9
