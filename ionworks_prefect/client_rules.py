@@ -58,7 +58,7 @@ def _contiguous(table: pl.LazyFrame, names: list[str]) -> pl.DataFrame:
 
 
 def _timed_batches(table: pl.LazyFrame, names: list[str], rows: int = WINDOW_ROWS) -> Iterator[list[np.ndarray]]:
-    """Time and the named columns, as float arrays, of the rows that have a time, in order, from about ``rows``
+    """Time and the named columns as float arrays, only the rows that have a time, in order, read about ``rows``
     rows at a time."""
     query = table.select(pl.col(name).cast(pl.Float64) for name in (TIME, *names))
     for batch in query.collect_batches(chunk_size=rows):
