@@ -18,6 +18,7 @@ from scipy.integrate import trapezoid
 
 from ionworks_prefect import client_rules
 from ionworks_prefect.client_rules import (
+    FREQUENCY,
     _rest_tolerance,
     _scan_current,
     _sign_vote_passes,
@@ -29,8 +30,6 @@ from ionworks_prefect.measurement_checks import sanity_issues
 from ionworks_prefect.step_fits import step_votes
 
 from .measurement_frames import CURRENT, STEP, TIME, VOLTAGE, discharge_frame
-
-FREQUENCY = "Frequency [Hz]"
 
 REAL = Path(__file__).parent / "data" / "real-cycler"
 
